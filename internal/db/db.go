@@ -1,0 +1,323 @@
+// Package db opens the app's SQLite database (modernc.org/sqlite, no cgo) the way the app needs
+// it: WAL, synchronous=FULL, a busy timeout, foreign keys, BEGIN IMMEDIATE for every write
+// transaction, one writer connection plus a pool of read-only connections, and the embedded
+// numbered migrations applied in a transaction at open.
+//
+// synchronous=FULL (not NORMAL): with WAL, NORMAL can lose the last committed transactions on a
+// power cut. An import is one large transaction, so FULL costs one extra fsync per commit, which is
+// nothing next to the import itself; a user who was told "imported" must find the records there.
+package db
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// DB is the database: Write has exactly one connection (SQLite allows one writer at a time and a
+// single connection makes writers queue in Go instead of spinning on SQLITE_BUSY), Read is a pool
+// of query-only connections for the API.
+type DB struct {
+	Path  string
+	Write *sql.DB
+	Read  *sql.DB
+}
+
+// Options tune Open; the zero value is right for the app.
+type Options struct {
+	ReadConns   int // default: max(2, NumCPU)
+	BusyTimeout int // milliseconds, default 10000
+}
+
+func dsn(path string, readOnly bool, busy int) string {
+	q := url.Values{}
+	// busy_timeout first so that the following pragmas already wait instead of failing.
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy))
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(FULL)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+	}
+	q.Set("_txlock", "immediate")
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// Open opens (creating if needed) the database at path and brings its schema up to date.
+func Open(ctx context.Context, path string, opt Options) (*DB, error) {
+	if opt.ReadConns <= 0 {
+		opt.ReadConns = max(2, runtime.NumCPU())
+	}
+	if opt.BusyTimeout <= 0 {
+		opt.BusyTimeout = 10000
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create database folder: %w", err)
+	}
+	w, err := sql.Open("sqlite", dsn(path, false, opt.BusyTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	d := &DB{Path: path, Write: w}
+	var mode string
+	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, Explain(err))
+	}
+	if mode != "wal" {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: journal mode is %q, want wal (is the folder on a network drive?)", path, mode)
+	}
+	if err := os.Chmod(path, 0o600); err != nil && runtime.GOOS != "windows" {
+		w.Close()
+		return nil, fmt.Errorf("restrict database file: %w", err)
+	}
+	if err := d.migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	// Start from a short WAL: a crash may have left a long one behind.
+	if _, err := w.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("checkpoint %s: %w", path, Explain(err))
+	}
+	r, err := sql.Open("sqlite", dsn(path, true, opt.BusyTimeout))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(opt.ReadConns)
+	r.SetMaxIdleConns(opt.ReadConns)
+	d.Read = r
+	return d, nil
+}
+
+// Close checkpoints the WAL into the main file and closes every connection.
+func (d *DB) Close() error {
+	var errs []error
+	if d.Read != nil {
+		errs = append(errs, d.Read.Close())
+	}
+	if d.Write != nil {
+		if _, err := d.Write.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			errs = append(errs, fmt.Errorf("checkpoint at close: %w", err))
+		}
+		errs = append(errs, d.Write.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// WriteTx runs fn in a write transaction (BEGIN IMMEDIATE) and commits it, or rolls back when fn
+// fails, panics or ctx ends.
+func (d *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	tx, err := d.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return Explain(err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	if err = tx.Commit(); err != nil {
+		return Explain(err)
+	}
+	return nil
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func migrations() ([]migration, error) {
+	ents, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range ents {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %s: name must start with a number and '_'", e.Name())
+		}
+		b, err := migrationFS.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{v, e.Name(), string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %s: versions must be 1, 2, 3... without gaps", m.name)
+		}
+	}
+	return ms, nil
+}
+
+// SchemaVersion is the newest migration this binary knows.
+func SchemaVersion() int {
+	ms, _ := migrations()
+	return len(ms)
+}
+
+func (d *DB) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	var cur int
+	if err := d.Write.QueryRowContext(ctx, "PRAGMA user_version").Scan(&cur); err != nil {
+		return fmt.Errorf("read schema version: %w", Explain(err))
+	}
+	if cur > len(ms) {
+		return fmt.Errorf("the database %s was written by a newer Fasten Desktop (schema %d, this one knows %d); update the app", d.Path, cur, len(ms))
+	}
+	for _, m := range ms[cur:] {
+		err := d.WriteTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return fmt.Errorf("migration %s: %w", m.name, Explain(err))
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ErrDiskFull is returned (wrapped) when SQLite could not write because the disk is full.
+var ErrDiskFull = errors.New("the disk is full")
+
+// Explain turns SQLite error codes users can act on into clear, wrapped errors.
+func Explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_FULL:
+			return fmt.Errorf("%w: free some space and try again (%v)", ErrDiskFull, err)
+		case sqlite3.SQLITE_IOERR:
+			if se.Code() == sqlite3.SQLITE_IOERR_WRITE || se.Code() == sqlite3.SQLITE_IOERR_FSYNC {
+				return fmt.Errorf("could not write to the disk: %w", err)
+			}
+		case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+			return fmt.Errorf("the database file is damaged: %w", err)
+		case sqlite3.SQLITE_READONLY:
+			return fmt.Errorf("the database file is read-only: %w", err)
+		}
+	}
+	return err
+}
+
+// IntegrityCheck runs PRAGMA integrity_check and returns nil when it says "ok".
+func (d *DB) IntegrityCheck(ctx context.Context) error {
+	return integrityCheck(ctx, d.Write)
+}
+
+func integrityCheck(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}) error {
+	rows, err := q.QueryContext(ctx, "PRAGMA integrity_check")
+	if err != nil {
+		return Explain(err)
+	}
+	defer rows.Close()
+	var msgs []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return err
+		}
+		msgs = append(msgs, s)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(msgs) == 1 && msgs[0] == "ok" {
+		return nil
+	}
+	return fmt.Errorf("integrity check failed: %s", strings.Join(msgs, "; "))
+}
+
+// Backup writes a consistent copy of the database to dest: VACUUM INTO a temporary file in the
+// destination's folder, check it, fsync it, then rename it over dest.
+func (d *DB) Backup(ctx context.Context, dest string) (err error) {
+	dir := filepath.Dir(dest)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	name := tmp.Name()
+	tmp.Close()
+	os.Remove(name) // VACUUM INTO wants to create the file itself
+	defer func() {
+		if err != nil {
+			os.Remove(name)
+		}
+	}()
+	if _, err = d.Write.ExecContext(ctx, "VACUUM INTO ?", name); err != nil {
+		return fmt.Errorf("backup: %w", Explain(err))
+	}
+	chk, err := sql.Open("sqlite", "file:"+(&url.URL{Path: name}).EscapedPath()+"?mode=ro")
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	err = integrityCheck(ctx, chk)
+	chk.Close()
+	if err != nil {
+		return fmt.Errorf("backup copy: %w", err)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err = os.Rename(name, dest); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if df, derr := os.Open(dir); derr == nil {
+		_ = df.Sync()
+		df.Close()
+	}
+	return nil
+}
