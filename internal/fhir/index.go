@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -128,7 +129,12 @@ type indexDoc struct {
 func IndexResource(raw []byte) (Index, error) {
 	var d indexDoc
 	if err := json.Unmarshal(raw, &d); err != nil {
-		return Index{}, fmt.Errorf("read index fields: %w", err)
+		// A wrongly shaped element (an object where FHIR wants an array, say) only costs that
+		// element's index value; encoding/json fills in everything else.
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) {
+			return Index{}, fmt.Errorf("read index fields: %w", err)
+		}
 	}
 	ix := Index{
 		Type:        d.ResourceType,

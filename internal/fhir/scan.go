@@ -102,9 +102,9 @@ type Entry struct {
 
 // Options bound what the scanner accepts. Zero values take the defaults.
 type Options struct {
-	MaxDepth         int  // nesting levels inside a resource; default 100
-	MaxResourceBytes int  // default 64 MiB
-	MaxStringBytes   int  // default 1 MiB, FHIR's limit for strings; not applied to base64 `data`
+	MaxDepth          int  // nesting levels inside a resource; default 100
+	MaxResourceBytes  int  // default 64 MiB
+	MaxStringBytes    int  // default 1 MiB, FHIR's limit for strings; not applied to base64 `data`
 	ContinueOnInvalid bool // report bad resources through Entry.Invalid and go on
 }
 
@@ -160,16 +160,16 @@ type scanner struct {
 	count  int
 
 	// per-resource state
-	cur     *Entry
-	resErr  *Error
-	capBase int64    // absolute offset of the resource's first byte
-	keySets [][]uint64 // a stack: the keys of each open object, for duplicate detection
-	ksTop   int
-	entry   Entry
+	cur         *Entry
+	resErr      *Error
+	capBase     int64      // absolute offset of the resource's first byte
+	keySets     [][]uint64 // a stack: the keys of each open object, for duplicate detection
+	ksTop       int
+	entry       Entry
 	forceBundle bool
-	ndjson  bool
-	bundleType string
-	entryIdx int
+	ndjson      bool
+	bundleType  string
+	entryIdx    int
 }
 
 func (s *scanner) here() Position {

@@ -57,7 +57,8 @@ CREATE TABLE resources (
 CREATE INDEX resources_type_date ON resources(type, sort_date);
 CREATE INDEX resources_date ON resources(sort_date);
 CREATE INDEX resources_obs_code ON resources(code, sort_date) WHERE type = 'Observation';
-CREATE INDEX resources_profile ON resources(profile_id, type, sort_date);
+CREATE INDEX resources_obs_category ON resources(category, code, sort_date) WHERE type = 'Observation';
+CREATE INDEX resources_profile ON resources(profile_id, sort_date);
 CREATE INDEX resources_patient ON resources(patient_ref);
 
 CREATE TABLE resource_codes (
