@@ -1,0 +1,204 @@
+// Package backend assembles the Fasten backend from its parts (data directory, settings, database,
+// record store, importer, API, static frontend) so that serve mode, the desktop window and the
+// command line run the very same thing.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fastenhealth/fasten-desktop/internal/api"
+	"github.com/fastenhealth/fasten-desktop/internal/config"
+	"github.com/fastenhealth/fasten-desktop/internal/db"
+	"github.com/fastenhealth/fasten-desktop/internal/importer"
+	"github.com/fastenhealth/fasten-desktop/internal/paths"
+	"github.com/fastenhealth/fasten-desktop/internal/records"
+)
+
+// Options choose where and how the backend runs.
+type Options struct {
+	DataDir       string // --data-dir; "" = FASTEN_DATA_DIR or the per-OS default
+	LighthouseURL string // --lighthouse-url; "" = FASTEN_LIGHTHOUSE_URL, the config file, or the public one
+	Version       string
+	LogLevel      slog.Level
+	LogToStderr   bool
+	Getenv        func(string) string
+}
+
+// Backend is the running backend.
+type Backend struct {
+	Dirs          paths.Dirs
+	Config        *config.Store
+	DB            *db.DB
+	Store         *records.Store
+	Importer      *importer.Importer
+	API           *api.Server
+	Log           *slog.Logger
+	LighthouseURL string
+	logFile       *os.File
+}
+
+// Open prepares everything; Close undoes it.
+func Open(ctx context.Context, opt Options) (*Backend, error) {
+	getenv := opt.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	dirs, err := paths.Resolve(opt.DataDir, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if err := dirs.Ensure(); err != nil {
+		return nil, err
+	}
+	b := &Backend{Dirs: dirs, Config: config.NewStore(dirs.ConfigFile())}
+	b.Log, b.logFile, err = openLog(dirs.Logs, opt.LogLevel, opt.LogToStderr)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := b.Config.Load()
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.LighthouseURL = firstNonEmpty(opt.LighthouseURL, getenv("FASTEN_LIGHTHOUSE_URL"), cfg.LighthouseURL, config.DefaultLighthouseURL)
+	b.DB, err = db.Open(ctx, dirs.DB(), db.Options{})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.Store = records.New(b.DB)
+	b.Importer = importer.New(b.Store, b.Log.With("part", "importer"), importer.Limits{})
+	spool := filepath.Join(dirs.Data, "spool")
+	cleanSpool(spool)
+	b.API = api.New(api.Config{
+		Store:    b.Store,
+		Importer: b.Importer,
+		Log:      b.Log.With("part", "api"),
+		Version:  opt.Version,
+		SpoolDir: spool,
+	})
+	return b, nil
+}
+
+// cleanSpool removes uploads a crash left behind.
+func cleanSpool(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "upload-") {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// Close closes the database cleanly (checkpointing the WAL) and the log.
+func (b *Backend) Close() error {
+	var errs []error
+	if b.DB != nil {
+		errs = append(errs, b.DB.Close())
+	}
+	if b.logFile != nil {
+		errs = append(errs, b.logFile.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func openLog(dir string, level slog.Level, toStderr bool) (*slog.Logger, *os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "fasten.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open the log file: %w", err)
+	}
+	var w io.Writer = f
+	if toStderr {
+		w = io.MultiWriter(f, os.Stderr)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), f, nil
+}
+
+// Handler serves the API under /api/ and the frontend (from assets, a built frontend/dist) for
+// everything else, with index.html for the app's own routes.
+func (b *Backend) Handler(assets fs.FS) http.Handler {
+	apiH := b.API.Handler()
+	static := Static(assets)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			apiH.ServeHTTP(w, r)
+			return
+		}
+		static.ServeHTTP(w, r)
+	})
+}
+
+// Static serves a single-page app from assets.
+func Static(assets fs.FS) http.Handler {
+	if assets == nil {
+		assets = emptyFS{}
+	}
+	files := http.FileServerFS(assets)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		p := strings.TrimPrefix(path.Clean(r.URL.Path), "/")
+		if p == "" {
+			p = "index.html"
+		}
+		if _, err := fs.Stat(assets, p); err != nil {
+			if path.Ext(p) != "" && p != "index.html" {
+				http.NotFound(w, r)
+				return
+			}
+			// An app route such as /timeline: the page handles it.
+			if _, err := fs.Stat(assets, "index.html"); err != nil {
+				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, notBuilt)
+				return
+			}
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = "/"
+			w.Header().Set("Cache-Control", "no-cache")
+			files.ServeHTTP(w, r2)
+			return
+		}
+		if strings.HasPrefix(p, "assets/") {
+			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		} else {
+			w.Header().Set("Cache-Control", "no-cache")
+		}
+		files.ServeHTTP(w, r)
+	})
+}
+
+const notBuilt = `<!doctype html><meta charset="utf-8"><title>Fasten</title>
+<p>The Fasten frontend is not part of this build. Run <code>make build</code> (it builds the frontend into
+frontend/dist before the Go binary). The API is available under /api/v1.</p>`
+
+type emptyFS struct{}
+
+func (emptyFS) Open(name string) (fs.File, error) {
+	return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+}
+
+// ShutdownTimeout bounds a graceful stop.
+const ShutdownTimeout = 10 * time.Second

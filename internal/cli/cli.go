@@ -1,0 +1,148 @@
+// Package cli implements the fasten-desktop command line: serve, import, sync, lighthouse,
+// sandbox, version, and the flags every command shares. main.go hands it the embedded frontend and
+// the function that opens the desktop window (the only part that needs Wails).
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Env is what the commands need from the outside world.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Stdin          io.Reader
+	Getenv         func(string) string
+	Assets         fs.FS // the built frontend (frontend/dist)
+	Version        string
+	// Desktop opens the window; nil in builds without it.
+	Desktop func(ctx context.Context, c Common, background bool) error
+}
+
+// Common are the flags every command accepts.
+type Common struct {
+	DataDir       string
+	LighthouseURL string
+	Verbose       bool
+}
+
+func (c *Common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data-dir", "", "where the database, settings and logs live (or FASTEN_DATA_DIR)")
+	fs.StringVar(&c.LighthouseURL, "lighthouse-url", "", "the Lighthouse auth gateway (or FASTEN_LIGHTHOUSE_URL)")
+	fs.BoolVar(&c.Verbose, "verbose", false, "log more")
+}
+
+const usage = `Fasten Desktop: your health records, on your computer.
+
+Usage:
+  fasten-desktop [--background]            open the desktop window (--background: start hidden and sync)
+  fasten-desktop serve [--listen ADDR]     run the app for a browser on 127.0.0.1 (default 127.0.0.1:9300)
+  fasten-desktop import [--json] [--skip-invalid] [--source ID] FILE...
+                                           import FHIR files (Bundle JSON, NDJSON, a resource, zip, .gz)
+  fasten-desktop sync [--source ID]        sync connected providers once, then exit
+  fasten-desktop lighthouse --listen ADDR --db PATH|postgres://... --providers FILE [--public-url URL]
+                                           run the reference Lighthouse auth gateway
+  fasten-desktop sandbox [--listen ADDR]   run the demo hospital and a Lighthouse on loopback
+  fasten-desktop version                   print the version
+
+Every command accepts --data-dir DIR (or FASTEN_DATA_DIR) and --lighthouse-url URL
+(or FASTEN_LIGHTHOUSE_URL).
+`
+
+// Main runs the command line and returns the exit status.
+func Main(args []string, env Env) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	if env.Stdin == nil {
+		env.Stdin = os.Stdin
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "":
+		err = desktop(ctx, args, env)
+	case "serve":
+		err = serve(ctx, args, env)
+	case "import":
+		err = importCmd(ctx, args, env)
+	case "sync":
+		err = syncCmd(ctx, args, env)
+	case "lighthouse":
+		err = lighthouseCmd(ctx, args, env)
+	case "sandbox":
+		err = sandboxCmd(ctx, args, env)
+	case "version", "--version":
+		fmt.Fprintf(env.Stdout, "fasten-desktop %s\n", env.Version)
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(env.Stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(env.Stderr, "fasten-desktop: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(env.Stderr, "fasten-desktop: %v\n", err)
+		return 2
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintf(env.Stderr, "fasten-desktop: %v\n", err)
+		return 1
+	}
+}
+
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func newFlags(name string, env Env, c *Common) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	c.register(fs)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+func desktop(ctx context.Context, args []string, env Env) error {
+	var c Common
+	fs := newFlags("fasten-desktop", env, &c)
+	background := fs.Bool("background", false, "start hidden, run the due syncs and stay in the background")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q (see fasten-desktop help)", fs.Arg(0))}
+	}
+	if env.Desktop == nil {
+		return errors.New("this build has no desktop window; use `fasten-desktop serve` and open the printed link in a browser")
+	}
+	return env.Desktop(ctx, c, *background)
+}
