@@ -152,6 +152,24 @@ func (s *Server) postImport(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	// A cancel (DELETE /imports/{id}) must also stop a body read that is waiting for a client
+	// that sends nothing more: a read deadline in the past unblocks it. The controller may only
+	// be used while this handler runs.
+	var rcMu sync.Mutex
+	returned := false
+	go func() {
+		<-ctx.Done()
+		rcMu.Lock()
+		defer rcMu.Unlock()
+		if !returned {
+			http.NewResponseController(w).SetReadDeadline(time.Now())
+		}
+	}()
+	defer func() {
+		rcMu.Lock()
+		returned = true
+		rcMu.Unlock()
+	}()
 	if _, err := s.imports.start(id, cancel); err != nil {
 		WriteError(w, http.StatusConflict, "conflict", capitalise(err.Error()))
 		return

@@ -14,7 +14,9 @@ func handler(t *testing.T) http.Handler {
 	t.Helper()
 	h, err := Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), Config{
 		Token: tok, Port: 9300,
-		Open:      func(r *http.Request) bool { return r.URL.Path == "/api/v1/health" || !strings.HasPrefix(r.URL.Path, "/api/") },
+		Open: func(r *http.Request) bool {
+			return r.URL.Path == "/api/v1/health" || !strings.HasPrefix(r.URL.Path, "/api/")
+		},
 		FormPaths: []string{"/api/v1/hub"},
 	})
 	if err != nil {
