@@ -1,0 +1,33 @@
+import { createContext, useContext } from 'react';
+import type { Profile, Source } from './api/types';
+import { EventHub } from './lib/events';
+
+export interface AppState {
+  hub: EventHub;
+  /** The selected person (profile id), when profiles exist. */
+  profile: number | undefined;
+  setProfile: (id: number | undefined) => void;
+  /** null: the backend has no profiles (yet). */
+  profiles: Profile[] | null;
+  /** All sources, for names in lists and filters; null until loaded. */
+  sources: Source[] | null;
+  refreshSources: () => void;
+}
+
+export const AppContext = createContext<AppState>({
+  hub: new EventHub(),
+  profile: undefined,
+  setProfile: () => {},
+  profiles: null,
+  sources: null,
+  refreshSources: () => {},
+});
+
+export function useApp(): AppState {
+  return useContext(AppContext);
+}
+
+export function sourceName(sources: Source[] | null, id: number | undefined | null): string {
+  if (id === undefined || id === null) return '';
+  return sources?.find((s) => s.id === id)?.name ?? `Source ${id}`;
+}

@@ -1,0 +1,145 @@
+// Types of the backend API (docs/openapi.yaml). Keep in step with the contract.
+import type { FhirResource, OperationOutcome, Patient } from 'fhir/r4';
+
+export type Counts = Record<string, number>;
+
+export interface ApiErrorBody {
+  error: { code: string; message: string };
+}
+
+export type SourceKind = 'manual' | 'provider';
+export type SourceStatus = 'ok' | 'connected' | 'reconnect_needed' | 'error';
+
+export interface Source {
+  id: number;
+  kind: SourceKind;
+  name: string;
+  status: SourceStatus;
+  syncing: boolean;
+  last_sync?: string | null;
+  last_error?: string | null;
+  created_at: string;
+  updated_at?: string;
+  resource_count: number;
+  patient_id?: string | null;
+  profile_id?: number | null;
+  provider_id?: string | null;
+  fhir_base?: string | null;
+  scopes?: string | null;
+}
+
+export interface SourceDetail extends Source {
+  counts?: Counts;
+}
+
+export interface DeleteSourceResult {
+  deleted?: number;
+  counts?: Counts;
+}
+
+/** A stored resource. `resource` is the FHIR resource as stored (references resolved to Type/id). */
+export interface ResourceItem<R = FhirResource> {
+  source_id: number;
+  type: string;
+  id: string;
+  version?: string | null;
+  date?: string | null;
+  last_updated?: string | null;
+  title?: string;
+  patient?: string | null;
+  profile_id?: number | null;
+  resource: R;
+}
+
+export interface ResourcePage<R = FhirResource> {
+  items: ResourceItem<R>[];
+  next_cursor?: string;
+}
+
+export interface SkippedEntry {
+  file?: string;
+  position?: string;
+  code?: string;
+  message?: string;
+}
+
+/** Per-file part of an import result (sent by the backend; not yet in docs/openapi.yaml). */
+export interface FileResult {
+  file: string;
+  source_id: number;
+  counts: Counts;
+  added?: number;
+  updated?: number;
+  unchanged?: number;
+  reused_source?: boolean;
+}
+
+export interface ImportResult {
+  source_id: number;
+  counts: Counts;
+  skipped: SkippedEntry[] | null;
+  /** All skipped resources; `skipped` may list only the first ones. */
+  skipped_total?: number;
+  warnings?: string[] | null;
+  resources?: number;
+  added?: number;
+  updated?: number;
+  unchanged?: number;
+  sources?: FileResult[];
+  bytes?: number;
+  duration_ms?: number;
+  reused_source?: boolean;
+}
+
+export type ImportState = 'running' | 'done' | 'failed' | 'cancelled';
+export type ImportPhase = 'receiving' | 'checking' | 'writing' | 'finishing' | 'done';
+
+export interface ImportStatus {
+  id?: string;
+  state?: ImportState;
+  phase?: ImportPhase;
+  file?: string;
+  bytes_done?: number;
+  bytes_total?: number;
+  resources?: number;
+  /** Overall progress 0..1 (the backend sends it; not yet in docs/openapi.yaml). */
+  fraction?: number;
+  result?: ImportResult;
+  error?: string;
+}
+
+export interface Summary {
+  patient?: Patient | null;
+  counts?: Counts;
+  conditions?: ResourceItem[];
+  medications?: ResourceItem[];
+  allergies?: ResourceItem[];
+  immunizations?: ResourceItem[];
+  vitals?: ResourceItem[];
+  labs?: ResourceItem[];
+  encounters?: ResourceItem[];
+}
+
+export interface Health {
+  status: string;
+  version?: string;
+}
+
+/** Profiles (people) arrive with issue 7; `GET /profiles` may 404 until then. */
+export interface Profile {
+  id: number;
+  name: string;
+  birth_date?: string | null;
+}
+
+/** `GET /installation` (issue 4); 404 before registering. */
+export interface Installation {
+  installation_id: string;
+  lighthouse_url?: string;
+  name?: string;
+  email?: string;
+}
+
+export type { OperationOutcome };
+
+export type ResourceSort = '-date' | 'date' | 'title' | '-title' | '-last_updated';
