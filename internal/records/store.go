@@ -69,19 +69,30 @@ type Source struct {
 	Counts        map[string]int `json:"counts,omitempty"`
 	ContentHash   string         `json:"-"`
 	SyncState     string         `json:"-"`
+	// Provider sources: the token endpoint recorded at connect (refreshes go only there), the
+	// OAuth client id, whether refreshes go through the Lighthouse, and the keyring key of the
+	// tokens. Never secrets themselves.
+	TokenURL     string `json:"-"`
+	ClientID     string `json:"-"`
+	Confidential bool   `json:"confidential"`
+	TokenKey     string `json:"-"`
 }
 
 // NewSource describes a source to create.
 type NewSource struct {
-	Kind        string
-	Name        string
-	Status      string
-	ProfileID   *int64
-	PatientID   string
-	ProviderID  string
-	FHIRBase    string
-	Scopes      string
-	ContentHash string
+	Kind         string
+	Name         string
+	Status       string
+	ProfileID    *int64
+	PatientID    string
+	ProviderID   string
+	FHIRBase     string
+	Scopes       string
+	ContentHash  string
+	TokenURL     string
+	ClientID     string
+	Confidential bool
+	TokenKey     string
 }
 
 func nullStr(s string) any {
@@ -103,9 +114,11 @@ func (s *Store) CreateSource(ctx context.Context, tx *sql.Tx, n NewSource) (int6
 		}
 	}
 	now := s.stamp()
-	res, err := tx.ExecContext(ctx, `INSERT INTO sources(kind, name, status, profile_id, patient_id, provider_id, fhir_base, scopes, content_hash, created_at, updated_at)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
-		n.Kind, n.Name, n.Status, n.ProfileID, nullStr(n.PatientID), nullStr(n.ProviderID), nullStr(n.FHIRBase), nullStr(n.Scopes), nullStr(n.ContentHash), now, now)
+	res, err := tx.ExecContext(ctx, `INSERT INTO sources(kind, name, status, profile_id, patient_id, provider_id, fhir_base, scopes, content_hash,
+		token_url, client_id, confidential, token_key, created_at, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		n.Kind, n.Name, n.Status, n.ProfileID, nullStr(n.PatientID), nullStr(n.ProviderID), nullStr(n.FHIRBase), nullStr(n.Scopes), nullStr(n.ContentHash),
+		nullStr(n.TokenURL), nullStr(n.ClientID), n.Confidential, nullStr(n.TokenKey), now, now)
 	if err != nil {
 		return 0, fmt.Errorf("create source: %w", db.Explain(err))
 	}
@@ -114,6 +127,7 @@ func (s *Store) CreateSource(ctx context.Context, tx *sql.Tx, n NewSource) (int6
 
 const sourceCols = `s.id, s.kind, s.name, s.status, s.profile_id, s.patient_id, s.provider_id, s.fhir_base, s.scopes,
 	s.last_sync, s.last_error, s.created_at, s.updated_at, coalesce(s.content_hash,''), coalesce(s.sync_state,''),
+	coalesce(s.token_url,''), coalesce(s.client_id,''), s.confidential, coalesce(s.token_key,''),
 	(SELECT count(*) FROM resources r WHERE r.source_id = s.id)`
 
 type rowScanner interface{ Scan(...any) error }
@@ -122,7 +136,7 @@ func scanSource(r rowScanner) (Source, error) {
 	var src Source
 	err := r.Scan(&src.ID, &src.Kind, &src.Name, &src.Status, &src.ProfileID, &src.PatientID, &src.ProviderID,
 		&src.FHIRBase, &src.Scopes, &src.LastSync, &src.LastError, &src.CreatedAt, &src.UpdatedAt,
-		&src.ContentHash, &src.SyncState, &src.ResourceCount)
+		&src.ContentHash, &src.SyncState, &src.TokenURL, &src.ClientID, &src.Confidential, &src.TokenKey, &src.ResourceCount)
 	return src, err
 }
 
