@@ -1,8 +1,78 @@
-# Fasten Desktop. `make run` starts the app; `make test` runs every test. Both install what they need.
+# Fasten Desktop.
+#   make run    installs what it needs, builds the frontend and the app, opens the window
+#   make test   installs what it needs and runs every test (Go, frontend, browser e2e, desktop smoke)
 SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
+BIN := build/bin/fasten-desktop
+TAGS := desktop,production,webkit2_41
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test
-test:
+# Debian packages: the window (GTK + WebKitGTK 4.1), browser tests (chromium), the desktop smoke
+# test (Xvfb, ImageMagick for screenshots, xwininfo), the real keyring (gnome-keyring under a dbus
+# session) and PostgreSQL for the Lighthouse gateway tests.
+RUN_PKGS := libgtk-3-dev libwebkit2gtk-4.1-dev pkg-config
+TEST_PKGS := $(RUN_PKGS) chromium xvfb xauth imagemagick x11-utils gnome-keyring dbus-x11 postgresql
+
+.PHONY: run build build-headless frontend deps-run deps-test test test-go test-frontend test-e2e test-desktop vet fmt bench clean
+
+run: deps-run build
+	./$(BIN)
+
+build: frontend
+	$(GO) build -tags $(TAGS) -ldflags "-s -w" -o $(BIN) .
+
+# A server build without the window (no cgo): serve, import, sync, lighthouse, sandbox.
+build-headless: frontend
+	CGO_ENABLED=0 $(GO) build -o build/bin/fasten-desktop-headless .
+
+frontend: frontend/node_modules/.installed
+	cd frontend && npm run build
+
+frontend/node_modules/.installed: frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+	touch $@
+
+define apt_install
+	missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing"; \
+	  $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+deps-run:
+	@$(call apt_install,$(RUN_PKGS))
+
+deps-test:
+	@$(call apt_install,$(TEST_PKGS))
+
+test: deps-test vet build test-go test-frontend test-e2e
+	@echo "All tests passed."
+
+vet:
+	@out="$$(gofmt -l main.go app internal)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) test -race ./...
+	$(GO) vet -tags $(TAGS) ./app/ .
+
+# Go tests with -race, inside a private D-Bus session with an unlocked gnome-keyring (the real
+# keyring tests must run, not skip), a throwaway PostgreSQL for the gateway, and the built binary
+# for the desktop smoke test under Xvfb.
+test-go: build
+	dsn="$$(.ci/postgres.sh | tail -n1)"; trap '.ci/postgres.sh stop >/dev/null 2>&1 || true' EXIT; \
+	FASTEN_TEST_POSTGRES_DSN="$$dsn" FASTEN_REQUIRE_KEYRING=1 FASTEN_DESKTOP_BIN="$(CURDIR)/$(BIN)" \
+	dbus-run-session -- sh -c 'echo ci-keyring | gnome-keyring-daemon --unlock --components=secrets >/dev/null && \
+	  $(GO) test -race -timeout 25m ./...'
+
+test-frontend: frontend/node_modules/.installed
+	cd frontend && npm test
+
+test-e2e: build
+	cd frontend && FASTEN_BIN="$(CURDIR)/$(BIN)" npm run e2e
+
+bench:
+	.ci/bench.sh
+
+clean:
+	rm -rf build/bin frontend/test-results

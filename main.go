@@ -8,7 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"runtime/debug"
+	"time"
 
+	"github.com/fastenhealth/fasten-desktop/app"
+	"github.com/fastenhealth/fasten-desktop/internal/backend"
 	"github.com/fastenhealth/fasten-desktop/internal/cli"
 )
 
@@ -17,6 +20,9 @@ import (
 //
 //go:embed all:frontend/dist
 var dist embed.FS
+
+//go:embed build/appicon.png
+var icon []byte
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -47,5 +53,19 @@ func versionString() string {
 	return v
 }
 
-// desktop returns the function that opens the window (wired to app/ in the desktop shell issue).
-func desktop(fs.FS) func(context.Context, cli.Common, bool) error { return nil }
+var started = time.Now()
+
+// desktop opens the window on the in-process backend.
+func desktop(assets fs.FS) func(context.Context, cli.Common, bool) error {
+	if !app.DesktopBuild {
+		return nil
+	}
+	return func(ctx context.Context, c cli.Common, background bool) error {
+		b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: versionString()})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		return app.Run(app.Options{Backend: b, Assets: assets, Icon: icon, Background: background, Started: started})
+	}
+}

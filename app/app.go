@@ -1,0 +1,233 @@
+// Package app is the desktop shell: the Wails window, its lifecycle, the single-instance lock,
+// starting hidden, remembering the window's place, and the bridge between the in-process backend
+// and the webview. It is the only package (with main.go) that imports Wails; everything it drives
+// lives in internal/ and is tested without a display.
+//
+// The webview reaches the backend API through the asset server's Middleware: no TCP port is
+// opened for the UI. Runtime calls (runtime.*) are made only from lifecycle hooks with the
+// context Wails gives them.
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wailsapp/wails/v2"
+	"github.com/wailsapp/wails/v2/pkg/logger"
+	"github.com/wailsapp/wails/v2/pkg/options"
+	"github.com/wailsapp/wails/v2/pkg/options/assetserver"
+	"github.com/wailsapp/wails/v2/pkg/options/linux"
+	"github.com/wailsapp/wails/v2/pkg/runtime"
+
+	"github.com/fastenhealth/fasten-desktop/internal/backend"
+	"github.com/fastenhealth/fasten-desktop/internal/config"
+	"github.com/fastenhealth/fasten-desktop/internal/guard"
+)
+
+// Options configure the window.
+type Options struct {
+	Backend    *backend.Backend
+	Assets     fs.FS
+	Icon       []byte    // PNG window icon (Linux; macOS and Windows take it from build/)
+	Background bool      // start hidden and stay quiet (autostart at login)
+	Started    time.Time // process start, for the readiness line
+	Stdout     io.Writer // the readiness line goes here
+	// Events, when set, is forwarded to the window as Wails events (topic -> payload).
+	Events func(ctx context.Context, emit func(topic string, data any))
+	// OnStartup runs once the window exists (start background work here).
+	OnStartup func(ctx context.Context)
+}
+
+// Default window size when nothing is remembered.
+const (
+	defaultWidth  = 1200
+	defaultHeight = 820
+)
+
+// Shell is the running desktop app.
+type Shell struct {
+	opt    Options
+	log    *slog.Logger
+	ctx    context.Context
+	mu     sync.Mutex
+	ready  bool
+	cancel context.CancelFunc
+}
+
+// Run opens the window and blocks until it is closed.
+func Run(opt Options) error {
+	if opt.Stdout == nil {
+		opt.Stdout = os.Stdout
+	}
+	if opt.Started.IsZero() {
+		opt.Started = time.Now()
+	}
+	s := &Shell{opt: opt, log: opt.Backend.Log.With("part", "app")}
+	cfg, err := opt.Backend.Config.Load()
+	if err != nil {
+		return err
+	}
+	width, height := defaultWidth, defaultHeight
+	if w := cfg.Window; w != nil && w.Width >= 640 && w.Height >= 480 && w.Width <= 10000 && w.Height <= 10000 {
+		width, height = w.Width, w.Height
+	}
+	apiHandler := opt.Backend.API.Handler()
+	return wails.Run(&options.App{
+		Title:     "Fasten",
+		Width:     width,
+		Height:    height,
+		MinWidth:  640,
+		MinHeight: 480,
+		AssetServer: &assetserver.Options{
+			Assets: opt.Assets,
+			// Middleware sees every request first (Handler would miss GETs under `wails dev`):
+			// the API answers /api/, everything else is the embedded frontend.
+			Middleware: func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					guard.SetHeaders(w.Header())
+					if strings.HasPrefix(r.URL.Path, "/api/") {
+						apiHandler.ServeHTTP(w, r)
+						return
+					}
+					next.ServeHTTP(w, r)
+				})
+			},
+		},
+		BackgroundColour: &options.RGBA{R: 248, G: 250, B: 252, A: 255},
+		StartHidden:      opt.Background,
+		SingleInstanceLock: &options.SingleInstanceLock{
+			UniqueId:               instanceID(opt.Backend.Dirs.Data),
+			OnSecondInstanceLaunch: s.secondInstance,
+		},
+		OnStartup:          s.startup,
+		OnDomReady:         s.domReady,
+		OnBeforeClose:      s.beforeClose,
+		OnShutdown:         s.shutdown,
+		Logger:             slogLogger{s.log},
+		LogLevel:           logger.WARNING,
+		LogLevelProduction: logger.WARNING,
+		Linux: &linux.Options{
+			ProgramName:         "fasten-desktop",
+			Icon:                opt.Icon,
+			WebviewGpuPolicy:    linux.WebviewGpuPolicyOnDemand,
+			WindowIsTranslucent: false,
+		},
+		ErrorFormatter: func(err error) any { return err.Error() },
+	})
+}
+
+// instanceID is one lock per data folder: two installations (or test runs) do not collide, a
+// second launch on the same data focuses the first window.
+func instanceID(dataDir string) string {
+	h := sha256.Sum256([]byte(dataDir))
+	return "com.fastenhealth.fasten-desktop." + hex.EncodeToString(h[:6])
+}
+
+func (s *Shell) startup(ctx context.Context) {
+	s.ctx = ctx
+	bg, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	runtime.EventsOn(ctx, "ui.ready", func(data ...any) { s.uiReady(data...) })
+	if s.opt.Events != nil {
+		go s.opt.Events(bg, func(topic string, data any) { runtime.EventsEmit(ctx, topic, data) })
+	}
+	if s.opt.OnStartup != nil {
+		s.opt.OnStartup(bg)
+	}
+	s.log.Info("window started", "background", s.opt.Background)
+}
+
+func (s *Shell) domReady(ctx context.Context) {
+	cfg, err := s.opt.Backend.Config.Load()
+	if err != nil || cfg.Window == nil {
+		return
+	}
+	w := cfg.Window
+	if w.Maximised {
+		runtime.WindowMaximise(ctx)
+	} else if w.X >= 0 && w.Y >= 0 && w.X < 10000 && w.Y < 10000 {
+		runtime.WindowSetPosition(ctx, w.X, w.Y)
+	}
+}
+
+// uiReady prints one line when the frontend first reports a rendered view (the desktop smoke test
+// and the start-up figure use it).
+func (s *Shell) uiReady(data ...any) {
+	view := "unknown"
+	if len(data) > 0 {
+		if m, ok := data[0].(map[string]any); ok {
+			if v, ok := m["view"].(string); ok {
+				view = v
+			}
+		}
+	}
+	s.mu.Lock()
+	first := !s.ready
+	s.ready = true
+	s.mu.Unlock()
+	if first {
+		fmt.Fprintf(s.opt.Stdout, "fasten: ui-ready view=%s elapsed_ms=%d\n", view, time.Since(s.opt.Started).Milliseconds())
+	}
+}
+
+// secondInstance: a second launch shows this window. Its arguments are untrusted (anything can
+// start the program): none of them is acted on, except that an autostart launch (--background)
+// of an app that is already running changes nothing.
+func (s *Shell) secondInstance(d options.SecondInstanceData) {
+	for _, a := range d.Args {
+		if a == "--background" || a == "-background" {
+			return
+		}
+	}
+	if s.ctx == nil {
+		return
+	}
+	runtime.WindowUnminimise(s.ctx)
+	runtime.WindowShow(s.ctx)
+}
+
+func (s *Shell) beforeClose(ctx context.Context) bool {
+	x, y := runtime.WindowGetPosition(ctx)
+	w, h := runtime.WindowGetSize(ctx)
+	maxed := runtime.WindowIsMaximised(ctx)
+	_, err := s.opt.Backend.Config.Update(func(c *config.Config) error {
+		win := &config.Window{X: x, Y: y, Width: w, Height: h, Maximised: maxed}
+		if maxed && c.Window != nil { // keep the restored size for next time
+			win.X, win.Y, win.Width, win.Height = c.Window.X, c.Window.Y, c.Window.Width, c.Window.Height
+		}
+		c.Window = win
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("could not remember the window size", "err", err)
+	}
+	return false
+}
+
+func (s *Shell) shutdown(ctx context.Context) {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.log.Info("window closed")
+}
+
+// slogLogger sends Wails' own log lines to our log.
+type slogLogger struct{ l *slog.Logger }
+
+func (l slogLogger) Print(m string)   { l.l.Info(m) }
+func (l slogLogger) Trace(m string)   { l.l.Debug(m) }
+func (l slogLogger) Debug(m string)   { l.l.Debug(m) }
+func (l slogLogger) Info(m string)    { l.l.Info(m) }
+func (l slogLogger) Warning(m string) { l.l.Warn(m) }
+func (l slogLogger) Error(m string)   { l.l.Error(m) }
+func (l slogLogger) Fatal(m string)   { l.l.Error(m) }
