@@ -81,13 +81,19 @@ func Copy(raw []byte, k int) []byte {
 // WriteNDJSON writes copies until at least n resources (or, when bytes > 0, at least that many
 // bytes) are written, one resource per line. It returns the resources written.
 func (s *Source) WriteNDJSON(w io.Writer, n int, bytes int64) (int, error) {
+	return s.WriteNDJSONFrom(w, 0, n, bytes)
+}
+
+// WriteNDJSONFrom is WriteNDJSON starting at copy number first (different first copies give data
+// sets with no id in common).
+func (s *Source) WriteNDJSONFrom(w io.Writer, first, n int, bytes int64) (int, error) {
 	if len(s.Resources) == 0 {
 		return 0, fmt.Errorf("no resources to replicate")
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	count := 0
 	var written int64
-	for k := 0; ; k++ {
+	for k := first; ; k++ {
 		for _, r := range s.Resources {
 			if (bytes > 0 && written >= bytes) || (bytes <= 0 && count >= n) {
 				return count, bw.Flush()
