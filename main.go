@@ -13,6 +13,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/app"
 	"github.com/fastenhealth/fasten-desktop/internal/backend"
 	"github.com/fastenhealth/fasten-desktop/internal/cli"
+	"github.com/fastenhealth/fasten-desktop/internal/events"
 )
 
 // frontend/dist holds the built frontend; gitkeep keeps the folder (and this embed) valid before
@@ -66,6 +67,15 @@ func desktop(assets fs.FS) func(context.Context, cli.Common, bool) error {
 			return err
 		}
 		defer b.Close()
-		return app.Run(app.Options{Backend: b, Assets: assets, Icon: icon, Background: background, Started: started})
+		return app.Run(app.Options{
+			Backend: b, Assets: assets, Icon: icon, Background: background, Started: started,
+			// Syncs and webhook deliveries run while the window (or the hidden background
+			// instance) lives; every bus event also reaches the window as a Wails event.
+			// --background also runs the due syncs: the syncer does them at start.
+			Services: b.Run,
+			Events: func(ctx context.Context, emit func(topic string, data any)) {
+				b.Bus.Forward(ctx, func(ev events.Event) { emit(ev.Event, ev) })
+			},
+		})
 	}
 }

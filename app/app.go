@@ -44,8 +44,9 @@ type Options struct {
 	Stdout     io.Writer // the readiness line goes here
 	// Events, when set, is forwarded to the window as Wails events (topic -> payload).
 	Events func(ctx context.Context, emit func(topic string, data any))
-	// OnStartup runs once the window exists (start background work here).
-	OnStartup func(ctx context.Context)
+	// Services run while the window (or the hidden --background instance) lives: syncs and
+	// webhook deliveries. The shell stops them and waits for them before the database closes.
+	Services func(ctx context.Context) error
 }
 
 // Default window size when nothing is remembered.
@@ -56,12 +57,13 @@ const (
 
 // Shell is the running desktop app.
 type Shell struct {
-	opt    Options
-	log    *slog.Logger
-	ctx    context.Context
-	mu     sync.Mutex
-	ready  bool
-	cancel context.CancelFunc
+	opt      Options
+	log      *slog.Logger
+	ctx      context.Context
+	mu       sync.Mutex
+	ready    bool
+	cancel   context.CancelFunc
+	services chan error
 }
 
 // Run opens the window and blocks until it is closed.
@@ -141,8 +143,9 @@ func (s *Shell) startup(ctx context.Context) {
 	if s.opt.Events != nil {
 		go s.opt.Events(bg, func(topic string, data any) { runtime.EventsEmit(ctx, topic, data) })
 	}
-	if s.opt.OnStartup != nil {
-		s.opt.OnStartup(bg)
+	if s.opt.Services != nil {
+		s.services = make(chan error, 1)
+		go func() { s.services <- s.opt.Services(bg) }()
 	}
 	s.log.Info("window started", "background", s.opt.Background)
 }
@@ -217,6 +220,16 @@ func (s *Shell) beforeClose(ctx context.Context) bool {
 func (s *Shell) shutdown(ctx context.Context) {
 	if s.cancel != nil {
 		s.cancel()
+	}
+	if s.services != nil {
+		select {
+		case err := <-s.services:
+			if err != nil {
+				s.log.Warn("background services ended with an error", "err", err)
+			}
+		case <-time.After(15 * time.Second):
+			s.log.Warn("background services did not stop in time; closing anyway (an unfinished sync page is rolled back)")
+		}
 	}
 	s.log.Info("window closed")
 }

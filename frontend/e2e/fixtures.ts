@@ -26,7 +26,12 @@ export interface Server {
   log(): string;
 }
 
-async function startServer(): Promise<{ server: Server; proc: ChildProcess }> {
+export interface ServerOptions {
+  /** --lighthouse-url for serve (a sandbox Lighthouse); none: the default. */
+  lighthouseUrl?: string;
+}
+
+export async function startServer(opts: ServerOptions = {}): Promise<{ server: Server; proc: ChildProcess }> {
   if (!existsSync(BINARY)) {
     throw new Error(`${BINARY} is missing: build it first (make build, or: cd .. && go build -o build/bin/fasten-desktop .)`);
   }
@@ -34,10 +39,11 @@ async function startServer(): Promise<{ server: Server; proc: ChildProcess }> {
   const dataDir = join(tmp, 'data');
   mkdirSync(dataDir);
   const token = randomBytes(32).toString('hex');
-  const proc = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    env: { ...process.env, FASTEN_API_TOKEN: token, FASTEN_DATA_DIR: dataDir },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir];
+  if (opts.lighthouseUrl) args.push('--lighthouse-url', opts.lighthouseUrl);
+  const env: NodeJS.ProcessEnv = { ...process.env, FASTEN_API_TOKEN: token, FASTEN_DATA_DIR: dataDir };
+  if (!opts.lighthouseUrl) delete env.FASTEN_LIGHTHOUSE_URL;
+  const proc = spawn(BINARY, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const origin = await new Promise<string>((resolveUrl, reject) => {
     const timer = setTimeout(() => reject(new Error(`serve printed no URL within 30 s. Output:\n${out}`)), 30_000);
@@ -73,7 +79,58 @@ async function startServer(): Promise<{ server: Server; proc: ChildProcess }> {
   return { server, proc };
 }
 
-async function stopServer(proc: ChildProcess): Promise<void> {
+/** A running `fasten-desktop sandbox`: the demo hospital and a Lighthouse on loopback. */
+export interface Sandbox {
+  fhirBase: string;
+  lighthouseUrl: string;
+  log(): string;
+}
+
+/** Starts `fasten-desktop sandbox` on free loopback ports and reads its fhir_base= / lighthouse_url= lines. */
+export async function startSandbox(): Promise<{ sandbox: Sandbox; proc: ChildProcess; tmp: string }> {
+  if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: build it first`);
+  const tmp = mkdtempSync(join(tmpdir(), 'fasten-e2e-sandbox-'));
+  const proc = spawn(BINARY, ['sandbox', '--listen', '127.0.0.1:0', '--lighthouse-listen', '127.0.0.1:0', '--data-dir', tmp], {
+    env: { ...process.env, FASTEN_SHARED_DATA: SHARED_DATA, FASTEN_DATA_DIR: tmp },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const sandbox = await new Promise<Sandbox>((resolveIt, reject) => {
+    const timer = setTimeout(() => reject(new Error(`sandbox printed no URLs within 60 s. Output:\n${out}`)), 60_000);
+    const onData = (b: Buffer) => {
+      out += b.toString();
+      const fhir = /^fhir_base=(\S+)$/m.exec(out);
+      const lh = /^lighthouse_url=(\S+)$/m.exec(out);
+      if (fhir && lh) {
+        clearTimeout(timer);
+        resolveIt({ fhirBase: fhir[1], lighthouseUrl: lh[1], log: () => out });
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`sandbox exited with ${code}. Output:\n${out}`));
+    });
+  });
+  proc.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  proc.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+  return { sandbox, proc, tmp };
+}
+
+/**
+ * Registering and connecting keep secrets in the OS keyring, so those tests need a Secret Service
+ * (run the e2e under `dbus-run-session` with gnome-keyring-daemon unlocked; see README). Without
+ * one they are skipped with this reason, unless FASTEN_REQUIRE_KEYRING=1 makes that a failure.
+ */
+export function keyringMissing(): string | null {
+  if (process.env.DBUS_SESSION_BUS_ADDRESS) return null;
+  const why = 'no session D-Bus with a Secret Service (run: dbus-run-session -- sh -c \'echo pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null; npm run e2e\')';
+  if (process.env.FASTEN_REQUIRE_KEYRING === '1') throw new Error(`FASTEN_REQUIRE_KEYRING=1 but ${why}`);
+  return why;
+}
+
+export async function stopServer(proc: ChildProcess): Promise<void> {
   if (proc.exitCode !== null) return;
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   proc.kill('SIGTERM');
@@ -96,11 +153,16 @@ export interface PageWatch {
   info: string[];
 }
 
-export const test = base.extend<{ server: Server; watch: PageWatch }>({
+export const test = base.extend<{ server: Server; watch: PageWatch; lighthouse: string | undefined; onboarded: boolean }>({
+  // The Lighthouse serve uses (--lighthouse-url); specs that need one override this fixture with a sandbox.
   // eslint-disable-next-line no-empty-pattern
-  server: async ({}, use, testInfo) => {
-    const { server, proc } = await startServer();
+  lighthouse: async ({}, use) => use(undefined),
+  // Tests that are not about the first-launch step start past it (as after "Skip").
+  onboarded: [true, { option: true }],
+  server: async ({ lighthouse, onboarded }, use, testInfo) => {
+    const { server, proc } = await startServer({ lighthouseUrl: lighthouse });
     try {
+      if (onboarded) await server.api('/settings', { method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ onboarding_done: true }) });
       await use(server);
     } finally {
       await stopServer(proc);
@@ -151,3 +213,24 @@ export async function openApp(page: Page, server: Server): Promise<void> {
   await page.goto(server.openUrl);
   await expect(page).not.toHaveURL(/token=/);
 }
+
+/**
+ * `test` with a running `fasten-desktop sandbox` (demo hospital + Lighthouse) that serve uses
+ * through --lighthouse-url.
+ */
+export const sandboxTest = test.extend<{ sandbox: Sandbox }>({
+  // eslint-disable-next-line no-empty-pattern
+  sandbox: async ({}, use, testInfo) => {
+    const { sandbox, proc, tmp } = await startSandbox();
+    try {
+      await use(sandbox);
+    } finally {
+      await stopServer(proc);
+      if (testInfo.status !== testInfo.expectedStatus) {
+        await testInfo.attach('sandbox.log', { body: sandbox.log(), contentType: 'text/plain' });
+      }
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  },
+  lighthouse: async ({ sandbox }, use) => use(sandbox.lighthouseUrl),
+});

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore, type FormEvent } from 'react';
-import { getProfiles, listSources, onUnauthorized, UNAUTHORIZED_MESSAGE } from './api/client';
-import type { Profile, Source } from './api/types';
+import { getProfiles, getSettings, listSources, onUnauthorized, UNAUTHORIZED_MESSAGE } from './api/client';
+import type { Profile, Settings as ConnectSettings, Source } from './api/types';
 import { AppContext, type AppState } from './AppContext';
 import { DATA_EVENTS, type EventHub } from './lib/events';
 import type { ImportQueue } from './lib/imports';
@@ -14,6 +14,8 @@ import { Sources } from './views/Sources';
 import { ImportView } from './views/Import';
 import { Settings } from './views/Settings';
 import { SearchView } from './views/Search';
+import { Onboarding } from './views/Onboarding';
+import { Loading } from './components/common';
 
 const NAV: { path: string; label: string }[] = [
   { path: '/', label: 'Dashboard' },
@@ -43,6 +45,8 @@ export function App({ hub, imports }: { hub: EventHub; imports: ImportQueue }) {
   const [profile, setProfileState] = useState<number | undefined>(storedProfile);
   const [sources, setSources] = useState<Source[] | null>(null);
   const [sourcesTick, setSourcesTick] = useState(0);
+  const [settings, setSettings] = useState<ConnectSettings | null>(null);
+  const [settingsLoaded, setSettingsLoaded] = useState(false);
 
   useEffect(() => onUnauthorized(() => setUnauthorized(true)), []);
 
@@ -73,6 +77,22 @@ export function App({ hub, imports }: { hub: EventHub; imports: ImportQueue }) {
   }, [sourcesTick]);
 
   const refreshSources = useCallback(() => setSourcesTick((t) => t + 1), []);
+
+  // Connect settings decide whether the first-launch step shows. If they cannot be read, the app
+  // runs without it: importing files must always work.
+  const refreshSettings = useCallback(async () => {
+    try {
+      setSettings(await getSettings());
+    } catch {
+      /* keep what we had */
+    } finally {
+      setSettingsLoaded(true);
+    }
+  }, []);
+  useEffect(() => {
+    void refreshSettings();
+  }, [refreshSettings]);
+  const onboarding = !!settings && !settings.onboarding_done && !settings.installation;
   useEffect(() => hub.on((e) => DATA_EVENTS.includes(e.type) && refreshSources()), [hub, refreshSources]);
   useEffect(() => {
     const ctrl = new AbortController();
@@ -93,8 +113,8 @@ export function App({ hub, imports }: { hub: EventHub; imports: ImportQueue }) {
   }, []);
 
   const state: AppState = useMemo(
-    () => ({ hub, profile, setProfile, profiles, sources, refreshSources }),
-    [hub, profile, setProfile, profiles, sources, refreshSources],
+    () => ({ hub, profile, setProfile, profiles, sources, refreshSources, settings, refreshSettings }),
+    [hub, profile, setProfile, profiles, sources, refreshSources, settings, refreshSettings],
   );
 
   if (unauthorized) return <Unauthorized />;
@@ -113,11 +133,11 @@ export function App({ hub, imports }: { hub: EventHub; imports: ImportQueue }) {
             </svg>
             <span>Fasten</span>
           </a>
-          {profiles && <PersonSwitcher profiles={profiles} value={profile} onChange={setProfile} />}
-          <SearchBox route={route} />
+          {!onboarding && profiles && <PersonSwitcher profiles={profiles} value={profile} onChange={setProfile} />}
+          {!onboarding && <SearchBox route={route} />}
           <ImportIndicator imports={imports} />
         </div>
-        <nav aria-label="Main">
+        {!onboarding && <nav aria-label="Main">
           <ul className="nav">
             {NAV.map((n) => {
               const current = n.path === '/' ? route.path === '/' || route.path === '/dashboard' : route.path === n.path || route.path.startsWith(n.path + '/');
@@ -130,10 +150,18 @@ export function App({ hub, imports }: { hub: EventHub; imports: ImportQueue }) {
               );
             })}
           </ul>
-        </nav>
+        </nav>}
       </header>
       <main id="main" tabIndex={-1}>
-        <View route={route} imports={imports} />
+        {!settingsLoaded ? (
+          <div className="page">
+            <Loading />
+          </div>
+        ) : onboarding ? (
+          <Onboarding />
+        ) : (
+          <View route={route} imports={imports} />
+        )}
       </main>
     </AppContext.Provider>
   );

@@ -1,5 +1,5 @@
 import { createContext, useContext } from 'react';
-import type { Profile, Source } from './api/types';
+import type { Profile, Settings, Source } from './api/types';
 import { EventHub } from './lib/events';
 
 export interface AppState {
@@ -12,6 +12,10 @@ export interface AppState {
   /** All sources, for names in lists and filters; null until loaded. */
   sources: Source[] | null;
   refreshSources: () => void;
+  /** Connect settings (onboarding, Lighthouse, registration); null until loaded or when unknown. */
+  settings: Settings | null;
+  /** Reloads the settings (after registering or changing them); resolves when done. */
+  refreshSettings: () => Promise<void>;
 }
 
 export const AppContext = createContext<AppState>({
@@ -21,7 +25,14 @@ export const AppContext = createContext<AppState>({
   profiles: null,
   sources: null,
   refreshSources: () => {},
+  settings: null,
+  refreshSettings: async () => {},
 });
+
+/** True once this installation is registered with the Lighthouse in use. */
+export function isRegistered(settings: Settings | null): boolean {
+  return !!settings?.installation?.installation_id;
+}
 
 export function useApp(): AppState {
   return useContext(AppContext);

@@ -48,7 +48,10 @@ type Config struct {
 	Events    Publisher
 	// Syncing reports whether a source is being synced right now (from the syncer); optional.
 	Syncing func(sourceID int64) bool
-	Now     func() time.Time
+	// DeleteSource deletes a source and its records and says what went; default: the store's.
+	// The backend routes provider sources through disconnect so their tokens leave the keyring.
+	DeleteSource func(ctx context.Context, id int64) (map[string]int, error)
+	Now          func() time.Time
 }
 
 // Server serves the API.
@@ -316,7 +319,11 @@ func (s *Server) deleteSource(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	counts, err := s.cfg.Store.DeleteSource(r.Context(), id)
+	del := s.cfg.Store.DeleteSource
+	if s.cfg.DeleteSource != nil {
+		del = s.cfg.DeleteSource
+	}
+	counts, err := del(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return

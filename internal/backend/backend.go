@@ -5,6 +5,7 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,14 +16,19 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/api"
 	"github.com/fastenhealth/fasten-desktop/internal/config"
+	"github.com/fastenhealth/fasten-desktop/internal/connect"
 	"github.com/fastenhealth/fasten-desktop/internal/db"
+	"github.com/fastenhealth/fasten-desktop/internal/events"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 	"github.com/fastenhealth/fasten-desktop/internal/paths"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
+	"github.com/fastenhealth/fasten-desktop/internal/secrets"
+	"github.com/fastenhealth/fasten-desktop/internal/syncer"
 )
 
 // Options choose where and how the backend runs.
@@ -33,6 +39,10 @@ type Options struct {
 	LogLevel      slog.Level
 	LogToStderr   bool
 	Getenv        func(string) string
+	// Keyring keeps the installation secret and provider tokens. nil means the OS keyring
+	// (secrets.NewKeyring(connect.KeyringService)); there is no other fallback. Tests inject a
+	// fake store here explicitly.
+	Keyring secrets.Store
 }
 
 // Backend is the running backend.
@@ -46,6 +56,19 @@ type Backend struct {
 	Log           *slog.Logger
 	LighthouseURL string
 	logFile       *os.File
+
+	// Keyring keeps the installation secret and provider tokens (the OS keyring unless a test
+	// injected one).
+	Keyring secrets.Store
+	// Connect serves registration, settings, the provider catalog, connect and disconnect, and
+	// hands out token managers (TokenManagerFor). Connect.LighthouseURL() is the Lighthouse in
+	// use now: a change in Settings applies without a restart, unlike LighthouseURL above.
+	Connect *connect.Service
+	// Bus carries events to the window (Wails events), to browsers (SSE) and to webhooks (Hub).
+	Bus *events.Bus
+	Hub *events.Hub
+	// Syncer keeps provider sources up to date; Run starts it.
+	Syncer *syncer.Syncer
 }
 
 // Open prepares everything; Close undoes it.
@@ -71,7 +94,8 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		b.Close()
 		return nil, err
 	}
-	b.LighthouseURL = firstNonEmpty(opt.LighthouseURL, getenv("FASTEN_LIGHTHOUSE_URL"), cfg.LighthouseURL, config.DefaultLighthouseURL)
+	override := firstNonEmpty(opt.LighthouseURL, getenv("FASTEN_LIGHTHOUSE_URL"))
+	b.LighthouseURL = firstNonEmpty(override, cfg.LighthouseURL, config.DefaultLighthouseURL)
 	b.DB, err = db.Open(ctx, dirs.DB(), db.Options{})
 	if err != nil {
 		b.Close()
@@ -81,14 +105,95 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 	b.Importer = importer.New(b.Store, b.Log.With("part", "importer"), importer.Limits{})
 	spool := filepath.Join(dirs.Data, "spool")
 	cleanSpool(spool)
+	b.Bus = events.NewBus(events.BusOptions{Log: b.Log.With("part", "events")})
 	b.API = api.New(api.Config{
-		Store:    b.Store,
-		Importer: b.Importer,
-		Log:      b.Log.With("part", "api"),
-		Version:  opt.Version,
-		SpoolDir: spool,
+		Store:        b.Store,
+		Importer:     b.Importer,
+		Log:          b.Log.With("part", "api"),
+		Version:      opt.Version,
+		SpoolDir:     spool,
+		Events:       b.Bus,
+		Syncing:      func(id int64) bool { return b.Syncer != nil && b.Syncer.Syncing(id) },
+		DeleteSource: b.deleteSource,
 	})
+	b.Keyring = opt.Keyring
+	if b.Keyring == nil {
+		b.Keyring = secrets.NewKeyring(connect.KeyringService)
+	}
+	b.Connect, err = connect.New(connect.Options{
+		Store:              b.Store,
+		Config:             b.Config,
+		Keyring:            b.Keyring,
+		LighthouseOverride: override,
+		Log:                b.Log.With("part", "connect"),
+		Events:             b.Bus,
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.API.Add(b.Connect.Routes()...)
+	b.Syncer = syncer.New(syncer.Config{
+		Store:    b.Store,
+		Tokens:   b.Connect.TokenManagerFor,
+		Events:   b.Bus,
+		Log:      b.Log.With("part", "syncer"),
+		Interval: cfg.SyncEvery(),
+	})
+	b.Connect.SetOnConnected(func(id int64) {
+		if err := b.Syncer.Enqueue(context.Background(), id, syncer.TriggerConnect); err != nil {
+			b.Log.Warn("could not start the first sync", "source_id", id, "err", err)
+		}
+	})
+	b.API.Add(b.Syncer.Routes()...)
+	b.Hub, err = events.NewHub(ctx, events.HubConfig{
+		Bus:     b.Bus,
+		DB:      b.DB,
+		Secrets: b.Keyring,
+		Log:     b.Log.With("part", "hub"),
+		Resource: func(ctx context.Context, ref events.ResourceRef) (json.RawMessage, error) {
+			it, err := b.Store.Get(ctx, ref.Type, ref.ID, ref.SourceID)
+			return it.Resource, err
+		},
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.API.Add(b.Hub.Routes()...)
 	return b, nil
+}
+
+// Run runs the background services (scheduled and on-demand syncs, webhook deliveries and
+// lease expiry) until ctx ends. Serve mode and the desktop window run it; one-shot commands
+// (import, sync) do not.
+func (b *Backend) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, run := range []func(context.Context) error{b.Syncer.Run, b.Hub.Run} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = run(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// deleteSource deletes a source and its records; a provider source is disconnected first, so its
+// tokens leave the keyring, and a running sync of it is stopped.
+func (b *Backend) deleteSource(ctx context.Context, id int64) (map[string]int, error) {
+	src, err := b.Store.GetSource(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	b.Syncer.Cancel(id)
+	if src.Kind == records.KindProvider {
+		out, err := b.Connect.Disconnect(ctx, id, true)
+		return out.Counts, err
+	}
+	return b.Store.DeleteSource(ctx, id)
 }
 
 // cleanSpool removes uploads a crash left behind.
@@ -113,6 +218,9 @@ func firstNonEmpty(ss ...string) string {
 // Close closes the database cleanly (checkpointing the WAL) and the log.
 func (b *Backend) Close() error {
 	var errs []error
+	if b.Connect != nil {
+		errs = append(errs, b.Connect.Close())
+	}
 	if b.DB != nil {
 		errs = append(errs, b.DB.Close())
 	}

@@ -54,7 +54,9 @@ func serve(ctx context.Context, args []string, env Env) error {
 		Token: token,
 		Port:  port,
 		Open: func(r *http.Request) bool {
-			return r.URL.Path == api.Prefix+"/health" || !strings.HasPrefix(r.URL.Path, "/api/")
+			// Health and the static frontend need no token; an SSE request with a valid
+			// single-use ticket (for EventSource, which cannot send headers) neither.
+			return r.URL.Path == api.Prefix+"/health" || !strings.HasPrefix(r.URL.Path, "/api/") || b.Hub.TicketRequest(r)
 		},
 		FormPaths: []string{api.Prefix + "/hub"},
 	})
@@ -67,6 +69,12 @@ func serve(ctx context.Context, args []string, env Env) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(b.Log.Handler(), slog.LevelWarn),
 	}
+	// Background services (syncs, webhook deliveries) stop before the server shuts down, so SSE
+	// streams end and Shutdown does not wait for them.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	runDone := make(chan error, 1)
+	go func() { runDone <- b.Run(runCtx) }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	host, _, _ := net.SplitHostPort(ln.Addr().String())
@@ -85,8 +93,10 @@ func serve(ctx context.Context, args []string, env Env) error {
 		return nil
 	case <-ctx.Done():
 	}
+	b.Log.Info("stopping")
+	stopRun()
+	<-runDone
 	sctx, cancel := context.WithTimeout(context.Background(), backend.ShutdownTimeout)
 	defer cancel()
-	b.Log.Info("stopping")
 	return srv.Shutdown(sctx)
 }

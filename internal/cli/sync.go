@@ -2,11 +2,21 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/fastenhealth/fasten-desktop/internal/backend"
-	"github.com/fastenhealth/fasten-desktop/internal/records"
+	"github.com/fastenhealth/fasten-desktop/internal/syncer"
 )
+
+// syncTokens is how `sync` gets the TokenManager of a provider source: from the keyring, through
+// the connect service (refreshes go to the recorded token endpoint, or through the Lighthouse for
+// confidential clients).
+func syncTokens(b *backend.Backend) syncer.TokenFunc {
+	return b.Connect.TokenManagerFor
+}
 
 func syncCmd(ctx context.Context, args []string, env Env) error {
 	var c Common
@@ -15,24 +25,73 @@ func syncCmd(ctx context.Context, args []string, env Env) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q (see fasten-desktop help)", fs.Arg(0))}
+	}
 	b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: env.Version, LogLevel: level(c), Getenv: env.Getenv})
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	srcs, err := b.Store.ListSources(ctx, 0)
+	return runSync(ctx, env.Stdout, b, syncer.Config{Tokens: syncTokens(b)}, *source)
+}
+
+// runSync syncs every connected provider source (or only the one with id only), printing a line per
+// source, and fails when any of them failed. cfg supplies Tokens (and, in tests, Sleep); Store and
+// Log come from b.
+func runSync(ctx context.Context, out io.Writer, b *backend.Backend, cfg syncer.Config, only int64) error {
+	cfg.Store = b.Store
+	cfg.Log = b.Log.With("part", "syncer")
+	s := syncer.New(cfg)
+	if n, err := s.MarkInterrupted(ctx); err != nil {
+		b.Log.Warn("could not mark interrupted syncs", "err", err)
+	} else if n > 0 {
+		b.Log.Info("syncs interrupted earlier", "runs", n)
+	}
+	var ids []int64
+	if only != 0 {
+		ids = []int64{only}
+	}
+	results, err := s.RunOnce(ctx, ids)
 	if err != nil {
 		return err
 	}
-	n := 0
-	for _, s := range srcs {
-		if s.Kind == records.KindProvider && (*source == 0 || s.ID == *source) {
-			n++
-		}
-	}
-	if n == 0 {
-		fmt.Fprintln(env.Stdout, "No provider is connected; nothing to sync.")
+	if len(results) == 0 {
+		fmt.Fprintln(out, "No provider is connected; nothing to sync.")
 		return nil
 	}
-	return fmt.Errorf("%d connected sources, but this build cannot sync yet", n)
+	failed := 0
+	for _, r := range results {
+		name := r.Name
+		if name == "" {
+			name = "Source"
+		}
+		label := fmt.Sprintf("%s (source %d)", name, r.SourceID)
+		switch r.Status {
+		case syncer.RunOK:
+			line := fmt.Sprintf("%s: %d added, %d updated, %d unchanged", label, r.Added, r.Updated, r.Unchanged)
+			if r.Missing > 0 {
+				line += fmt.Sprintf(", %d no longer returned by the provider (kept)", r.Missing)
+			}
+			fmt.Fprintln(out, line)
+			for _, w := range r.Warnings {
+				fmt.Fprintln(out, "  warning: "+w)
+			}
+		case syncer.RunCancelled:
+			failed++
+			fmt.Fprintf(out, "%s: stopped before it finished\n", label)
+		default:
+			failed++
+			msg := r.Error
+			if errors.Is(r.Err, syncer.ErrNoTokens) || errors.Is(r.Err, syncer.ErrReconnectNeeded) {
+				fmt.Fprintf(out, "%s: %s\n", label, msg)
+				continue
+			}
+			fmt.Fprintf(out, "%s: failed: %s\n", label, strings.TrimSuffix(msg, "."))
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d sources did not sync", failed, len(results))
+	}
+	return nil
 }

@@ -4,17 +4,23 @@
 // captureToken() moves the token into sessionStorage, removes it from the address bar, and every
 // request then carries `Authorization: Bearer <token>`. The token never goes into a URL.
 import type {
+  ConnectStarted,
+  ConnectStatus,
   Counts,
   DeleteSourceResult,
+  Disconnected,
   Health,
   ImportResult,
   ImportStatus,
   Installation,
   OperationOutcome,
   Profile,
+  Provider,
   ResourceItem,
   ResourcePage,
   ResourceSort,
+  Settings,
+  SettingsPatch,
   Source,
   SourceDetail,
   Summary,
@@ -234,6 +240,33 @@ export const getProfiles = (signal?: AbortSignal) => optional<Profile[]>('/profi
 /** null before the installation is registered (404). */
 export const getInstallation = (signal?: AbortSignal) =>
   optional<Installation>('/installation', { signal });
+
+/** Onboarding state, the Lighthouse in use and the registration (null on a backend without it). */
+export const getSettings = (signal?: AbortSignal) => optional<Settings>('/settings', { signal });
+
+export const patchSettings = (patch: SettingsPatch) => request<Settings>('/settings', { method: 'PATCH', json: patch });
+
+/** Registers this installation with the Lighthouse in use (or again, replacing the registration). */
+export const registerInstallation = (name: string, email: string) =>
+  request<Installation>('/installation', { method: 'POST', json: { name, email } });
+
+/** The Lighthouse catalog; 409 not_registered before registering. */
+export const listProviders = (q: string, signal?: AbortSignal) =>
+  request<Provider[]>('/providers', { query: { q }, signal });
+
+export const startConnect = (provider: string, profile?: number) =>
+  request<ConnectStarted>('/connect', { method: 'POST', json: profile === undefined ? { provider } : { provider, profile } });
+
+export const reconnectSource = (id: number) => request<ConnectStarted>(`/sources/${id}/reconnect`, { method: 'POST' });
+
+export const getConnect = (id: string, signal?: AbortSignal) =>
+  request<ConnectStatus>(`/connect/${encodeURIComponent(id)}`, { signal });
+
+export const cancelConnect = (id: string) =>
+  request<ConnectStatus>(`/connect/${encodeURIComponent(id)}`, { method: 'DELETE' });
+
+export const disconnectSource = (id: number, deleteRecords: boolean) =>
+  request<Disconnected>(`/sources/${id}/disconnect`, { method: 'POST', json: { delete_records: deleteRecords } });
 
 export const getSummary = (scope: Scope = {}, signal?: AbortSignal) =>
   request<Summary>('/summary', { query: { ...scope }, signal });

@@ -138,6 +138,71 @@ export interface Installation {
   lighthouse_url?: string;
   name?: string;
   email?: string;
+  registered_at?: string | null;
+}
+
+/** GET /settings: onboarding, the Lighthouse in use and the registration with it. */
+export interface Settings {
+  onboarding_done: boolean;
+  lighthouse_url: string;
+  /** flag: --lighthouse-url / FASTEN_LIGHTHOUSE_URL; settings: the settings file; default: the public one. */
+  lighthouse_url_source: 'flag' | 'settings' | 'default';
+  default_lighthouse_url: string;
+  installation: Installation | null;
+  /** Set when this installation registered with another Lighthouse than the one in use. */
+  registered_elsewhere?: string;
+  admin_name?: string;
+  admin_email?: string;
+}
+
+export interface SettingsPatch {
+  lighthouse_url?: string;
+  onboarding_done?: boolean;
+}
+
+/** A provider in the Lighthouse catalog (GET /providers). */
+export interface Provider {
+  id: string;
+  name: string;
+  fhir_base: string;
+  confidential: boolean;
+  user_limit: number;
+}
+
+/** POST /connect: open authorize_url in the system browser. */
+export interface ConnectStarted {
+  connect_id: string;
+  authorize_url: string;
+  expires_at: string;
+  provider: string;
+  provider_name: string;
+  warning?: string;
+}
+
+export type ConnectState = 'pending' | 'connected' | 'failed' | 'cancelled';
+
+export interface ConnectStatus {
+  connect_id: string;
+  provider: string;
+  provider_name: string;
+  status: ConnectState;
+  source_id: number | null;
+  /** What went wrong, in plain words. */
+  error: string | null;
+  error_code?: string;
+  patient_name?: string;
+  sync_started: boolean;
+  reconnect?: boolean;
+  expires_at: string;
+  warning?: string;
+}
+
+export interface Disconnected {
+  source_id: number;
+  source_deleted: boolean;
+  deleted: number;
+  counts?: Counts;
+  status?: string;
 }
 
 export type { OperationOutcome };

@@ -9,6 +9,7 @@ import { ageInYears, capitalise, codeKey, formatCount, formatDate, humanName } f
 import { useAsync, useTitle } from '../lib/hooks';
 import { orderedTypes, resourceTitle, summaryValue, typeInfo } from '../lib/resources';
 import { href } from '../lib/router';
+import { ConnectButton } from '../components/ConnectDialog';
 
 let readySignalled = false;
 
@@ -244,12 +245,7 @@ function Welcome() {
         <section className="card way" aria-labelledby="way-connect">
           <h2 id="way-connect">Connect a provider</h2>
           <p>Sign in to your hospital's patient portal and let Fasten keep your records up to date.</p>
-          <button type="button" className="btn" disabled aria-describedby="connect-why">
-            Connect a provider
-          </button>
-          <p id="connect-why" className="muted small">
-            Not available yet: this version of Fasten can only import files.
-          </p>
+          <ConnectButton whyId="connect-why" primary />
         </section>
       </div>
     </div>

@@ -1,8 +1,9 @@
 import { useEffect, useState, type FormEvent } from 'react';
-import { deleteSource, exportBundle, getSource, renameSource, saveBlob } from '../api/client';
+import { deleteSource, disconnectSource, exportBundle, getSource, renameSource, saveBlob } from '../api/client';
 import type { Counts, Source, SourceDetail } from '../api/types';
 import { useApp } from '../AppContext';
 import { ErrorMessage, Loading, Modal } from '../components/common';
+import { ConnectButton, ConnectDialog } from '../components/ConnectDialog';
 import { formatCount, formatDateTime } from '../lib/format';
 import { useTitle } from '../lib/hooks';
 import { orderedTypes, typeInfo } from '../lib/resources';
@@ -20,6 +21,8 @@ export function Sources() {
   const { sources, refreshSources, hub, profile } = useApp();
   const [renaming, setRenaming] = useState<number | null>(null);
   const [deleting, setDeleting] = useState<Source | null>(null);
+  const [disconnecting, setDisconnecting] = useState<Source | null>(null);
+  const [reconnecting, setReconnecting] = useState<Source | null>(null);
   const [message, setMessage] = useState<string>('');
   const [error, setError] = useState<unknown>();
 
@@ -29,7 +32,10 @@ export function Sources() {
         <h1>Sources</h1>
         <ExportButton label="Export everything" profile={profile} onError={setError} />
       </div>
-      <p className="muted">Where your records came from: files you imported, and (later) providers you connect.</p>
+      <p className="muted">Where your records came from: files you imported, and providers you connected.</p>
+      <div className="connect-row">
+        <ConnectButton whyId="sources-connect-why" />
+      </div>
       {message && (
         <p className="notice notice-ok" role="status">
           {message}
@@ -90,15 +96,50 @@ export function Sources() {
                       Rename
                     </button>
                     <ExportButton label="Export" small source={s.id} ariaLabel={`Export ${s.name}`} onError={setError} />
-                    <button type="button" className="btn btn-small btn-danger" onClick={() => setDeleting(s)} aria-label={`Delete ${s.name}`}>
-                      Delete
-                    </button>
+                    {s.kind === 'provider' ? (
+                      <>
+                        {(s.status === 'reconnect_needed' || s.status === 'error') && (
+                          <button type="button" className="btn btn-small btn-primary" onClick={() => setReconnecting(s)} aria-label={`Sign in to ${s.name} again`}>
+                            Sign in again
+                          </button>
+                        )}
+                        <button type="button" className="btn btn-small btn-danger" onClick={() => setDisconnecting(s)} aria-label={`Disconnect ${s.name}`}>
+                          Disconnect
+                        </button>
+                      </>
+                    ) : (
+                      <button type="button" className="btn btn-small btn-danger" onClick={() => setDeleting(s)} aria-label={`Delete ${s.name}`}>
+                        Delete
+                      </button>
+                    )}
                   </td>
                 </tr>
               ))}
             </tbody>
           </table>
         </div>
+      )}
+      {disconnecting && (
+        <DisconnectDialog
+          source={disconnecting}
+          onClose={() => setDisconnecting(null)}
+          onDone={(msg, deleted) => {
+            const id = disconnecting.id;
+            setDisconnecting(null);
+            setMessage(msg);
+            refreshSources();
+            hub.emit({ type: deleted ? 'resources.changed' : 'source.status', data: { source_id: id } });
+          }}
+        />
+      )}
+      {reconnecting && (
+        <ConnectDialog
+          reconnect={reconnecting}
+          onClose={() => {
+            setReconnecting(null);
+            refreshSources();
+          }}
+        />
       )}
       {deleting && (
         <DeleteDialog
@@ -264,5 +305,56 @@ export function ExportButton({
     <button type="button" className={small ? 'btn btn-small' : 'btn'} onClick={run} disabled={busy} aria-label={ariaLabel}>
       {busy ? 'Preparing…' : label}
     </button>
+  );
+}
+
+function DisconnectDialog({ source, onClose, onDone }: { source: Source; onClose: () => void; onDone: (msg: string, deleted: boolean) => void }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>();
+  const n = source.resource_count;
+  const run = async (deleteRecords: boolean) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      const res = await disconnectSource(source.id, deleteRecords);
+      onDone(
+        res.source_deleted
+          ? `Disconnected “${source.name}” and deleted its ${formatCount(res.deleted)} records from this computer.`
+          : `Disconnected “${source.name}”. Its ${formatCount(n)} records are kept; sign in again to get updates.`,
+        res.source_deleted,
+      );
+    } catch (e) {
+      setError(e);
+      setBusy(false);
+    }
+  };
+  return (
+    <Modal
+      title={`Disconnect “${source.name}”?`}
+      onClose={onClose}
+      actions={
+        <>
+          <button type="button" className="btn" onClick={onClose} data-autofocus>
+            Stay connected
+          </button>
+          <button type="button" className="btn" onClick={() => void run(false)} disabled={busy}>
+            Disconnect, keep records
+          </button>
+          <button type="button" className="btn btn-danger" onClick={() => void run(true)} disabled={busy}>
+            {`Disconnect and delete ${formatCount(n)} records`}
+          </button>
+        </>
+      }
+    >
+      <p>
+        Fasten will forget its sign-in to {source.name} (the saved sign-in is deleted from this computer's keyring) and stop updating these
+        records.
+      </p>
+      <p>
+        What should happen to the <strong>{formatCount(n)} records</strong> already on this computer? If you keep them, you can sign in again
+        later to resume updates.
+      </p>
+      {error ? <ErrorMessage error={error} /> : null}
+    </Modal>
   );
 }

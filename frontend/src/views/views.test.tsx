@@ -19,6 +19,8 @@ function wrap(children: ReactNode, over: Partial<AppState> = {}) {
     profiles: null,
     sources: [],
     refreshSources: () => {},
+    settings: null,
+    refreshSettings: async () => {},
     ...over,
   };
   return <AppContext.Provider value={state}>{children}</AppContext.Provider>;

@@ -1,0 +1,116 @@
+package backend
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fastenhealth/fasten-desktop/internal/secrets"
+)
+
+// memKeyring is an in-memory secrets.Store for tests (the app itself has no such fallback).
+type memKeyring struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (k *memKeyring) Get(_ context.Context, key string) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	v, ok := k.m[key]
+	if !ok {
+		return nil, secrets.ErrNotFound
+	}
+	return append([]byte(nil), v...), nil
+}
+
+func (k *memKeyring) Set(_ context.Context, key string, v []byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.m[key] = append([]byte(nil), v...)
+	return nil
+}
+
+func (k *memKeyring) Delete(_ context.Context, key string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.m, key)
+	return nil
+}
+
+func open(t *testing.T) *Backend {
+	t.Helper()
+	b, err := Open(context.Background(), Options{DataDir: t.TempDir(), Keyring: &memKeyring{m: map[string][]byte{}}, Version: "test",
+		Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// TestEveryRouteIsDocumented: every route the assembled backend serves is in docs/openapi.yaml
+// and every documented route is served.
+func TestEveryRouteIsDocumented(t *testing.T) {
+	b := open(t)
+	raw, err := os.ReadFile("../../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	pathRE := regexp.MustCompile(`^  (/\S*):\s*$`)
+	methodRE := regexp.MustCompile(`^    (get|post|put|patch|delete):\s*$`)
+	cur, inPaths := "", false
+	for _, line := range strings.Split(string(raw), "\n") {
+		switch {
+		case strings.HasPrefix(line, "paths:"):
+			inPaths = true
+		case !inPaths:
+		case pathRE.MatchString(line):
+			cur = pathRE.FindStringSubmatch(line)[1]
+		case methodRE.MatchString(line):
+			documented[strings.ToUpper(methodRE.FindStringSubmatch(line)[1])+" "+cur] = true
+		}
+	}
+	served := map[string]bool{}
+	for _, r := range b.API.Routes() {
+		k := r.Method + " " + r.Path
+		if served[k] {
+			t.Errorf("%s is registered twice", k)
+		}
+		served[k] = true
+		if !documented[k] {
+			t.Errorf("%s is served but not in docs/openapi.yaml", k)
+		}
+	}
+	for k := range documented {
+		if !served[k] {
+			t.Errorf("%s is in docs/openapi.yaml but not served", k)
+		}
+	}
+	if len(served) < 25 {
+		t.Fatalf("only %d routes", len(served))
+	}
+}
+
+// TestRunStopsWithTheContext: the background services end when asked, so the window and serve
+// mode can close the database after them.
+func TestRunStopsWithTheContext(t *testing.T) {
+	b := open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+}
