@@ -56,20 +56,19 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags $(TAGS) ./app/ .
 
-# Go tests with -race, inside a private D-Bus session with an unlocked gnome-keyring (the real
-# keyring tests must run, not skip), a throwaway PostgreSQL for the gateway, and the built binary
-# for the desktop smoke test under Xvfb.
+# Go tests with -race, inside a private D-Bus session with a fresh unlocked gnome-keyring (the
+# real keyring tests must run, not skip), a throwaway PostgreSQL for the gateway, and the built
+# binary for the desktop smoke test under Xvfb.
 test-go: build
 	dsn="$$(.ci/postgres.sh | tail -n1)"; trap '.ci/postgres.sh stop >/dev/null 2>&1 || true' EXIT; \
 	FASTEN_TEST_POSTGRES_DSN="$$dsn" FASTEN_REQUIRE_KEYRING=1 FASTEN_DESKTOP_BIN="$(CURDIR)/$(BIN)" \
-	dbus-run-session -- sh -c 'echo ci-keyring | gnome-keyring-daemon --unlock --components=secrets >/dev/null && \
-	  $(GO) test -race -timeout 25m ./...'
+	  .ci/with-keyring.sh $(GO) test -race -timeout 25m ./...
 
 test-frontend: frontend/node_modules/.installed
 	cd frontend && npm test
 
 test-e2e: build
-	cd frontend && FASTEN_BIN="$(CURDIR)/$(BIN)" npm run e2e
+	cd frontend && FASTEN_BIN="$(CURDIR)/$(BIN)" FASTEN_REQUIRE_KEYRING=1 ../.ci/with-keyring.sh npm run e2e
 
 bench:
 	.ci/bench.sh

@@ -92,7 +92,11 @@ export function App({ hub, imports }: { hub: EventHub; imports: ImportQueue }) {
   useEffect(() => {
     void refreshSettings();
   }, [refreshSettings]);
-  const onboarding = !!settings && !settings.onboarding_done && !settings.installation;
+  // First launch only: no choice made yet, no installation, and no records (someone who already
+  // imported files, e.g. from the command line, lands on their records; Settings still offers
+  // registration).
+  const onboarding =
+    !!settings && !settings.onboarding_done && !settings.installation && sources !== null && sources.length === 0;
   useEffect(() => hub.on((e) => DATA_EVENTS.includes(e.type) && refreshSources()), [hub, refreshSources]);
   useEffect(() => {
     const ctrl = new AbortController();

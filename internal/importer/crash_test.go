@@ -73,7 +73,10 @@ func TestSIGKILLDuringImport(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	runs := 24
+	runs, perRun := 24, 6000
+	if raceEnabled {
+		runs, perRun = 20, 2500 // the race-instrumented child is several times slower
+	}
 	if v := os.Getenv("FASTEN_CRASH_RUNS"); v != "" {
 		runs, _ = strconv.Atoi(v)
 	}
@@ -82,7 +85,6 @@ func TestSIGKILLDuringImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const perRun = 6000
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "fasten.db")
 	rng := rand.New(rand.NewPCG(42, 7))

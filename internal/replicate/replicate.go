@@ -25,7 +25,9 @@ type Source struct {
 	Bytes     int64
 }
 
-// Load reads files (Bundles or NDJSON) and resolves their urn:uuid references.
+// Load reads files (Bundles or NDJSON) and resolves their urn:uuid references. A Type/id seen in
+// several files (Synthea repeats organizations and practitioners) is kept once, so every copy
+// holds distinct resources.
 func Load(ctx context.Context, files ...string) (*Source, error) {
 	urls := map[string]string{}
 	for _, f := range files {
@@ -41,8 +43,13 @@ func Load(ctx context.Context, files ...string) (*Source, error) {
 	}
 	src := &Source{}
 	resolve := func(v string) (string, bool) { r, ok := urls[v]; return r, ok }
+	seen := map[string]bool{}
 	for _, f := range files {
 		err := scanFile(ctx, f, func(e *fhir.Entry) error {
+			if seen[e.Type+"/"+e.ID] {
+				return nil
+			}
+			seen[e.Type+"/"+e.ID] = true
 			raw := append([]byte(nil), fhir.RewriteRefs(e.Raw, e.Refs, resolve)...)
 			src.Resources = append(src.Resources, raw)
 			src.Bytes += int64(len(raw))
