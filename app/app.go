@@ -12,12 +12,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +34,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/backend"
 	"github.com/fastenhealth/fasten-desktop/internal/config"
 	"github.com/fastenhealth/fasten-desktop/internal/guard"
+	"github.com/fastenhealth/fasten-desktop/internal/records"
 )
 
 // Options configure the window.
@@ -125,7 +128,62 @@ func Run(opt Options) error {
 			WindowIsTranslucent: false,
 		},
 		ErrorFormatter: func(err error) any { return err.Error() },
+		// Bound methods: window.go.app.Shell.* in the frontend.
+		Bind: []any{s},
 	})
+}
+
+// SaveExport asks where to save an export (everything, or one source when sourceID > 0) with the
+// system's save dialog and writes the FHIR Bundle there atomically (a temporary file in the same
+// folder, then a rename). It returns the path, or "" when the person cancelled. A webview cannot
+// save a download by itself, so the window uses this instead of a Blob link.
+func (s *Shell) SaveExport(sourceID int64) (string, error) {
+	if s.ctx == nil {
+		return "", errors.New("the window is not ready yet")
+	}
+	name := "fasten-export-" + time.Now().Format("2006-01-02")
+	if sourceID > 0 {
+		name += fmt.Sprintf("-source-%d", sourceID)
+	}
+	path, err := runtime.SaveFileDialog(s.ctx, runtime.SaveDialogOptions{
+		Title:           "Save your records",
+		DefaultFilename: name + ".json",
+		Filters:         []runtime.FileFilter{{DisplayName: "FHIR Bundle (*.json)", Pattern: "*.json"}},
+	})
+	if err != nil || path == "" {
+		return "", err
+	}
+	if err := exportTo(s.ctx, s.opt.Backend, path, sourceID); err != nil {
+		return "", err
+	}
+	s.log.Info("export saved", "source", sourceID)
+	return path, nil
+}
+
+func exportTo(ctx context.Context, b *backend.Backend, path string, sourceID int64) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("could not write to %s: %w", filepath.Dir(path), err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err = b.Store.Export(ctx, tmp, records.Filter{SourceID: sourceID}, time.Now().UTC().Format(time.RFC3339)); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("could not write %s: %w", path, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("could not write %s: %w", path, err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("could not save %s: %w", path, err)
+	}
+	return nil
 }
 
 // instanceID is one lock per data folder: two installations (or test runs) do not collide, a
