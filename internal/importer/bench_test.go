@@ -5,9 +5,11 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -231,5 +233,53 @@ func BenchmarkQueries(b *testing.B) {
 			b.ReportMetric(float64(p50.Microseconds())/1000, q.name+"-p50-ms")
 			b.ReportMetric(float64(p95.Microseconds())/1000, q.name+"-p95-ms")
 		}
+	}
+}
+
+// BenchmarkImportPeakRSS imports a large NDJSON file (FASTEN_BENCH_BYTES, default 1 GiB) with the
+// real command-line binary in a child process and reports the child's peak resident memory as
+// the kernel accounts it, with the throughput.
+func BenchmarkImportPeakRSS(b *testing.B) {
+	size := int64(1 << 30)
+	if v, err := strconv.ParseInt(os.Getenv("FASTEN_BENCH_BYTES"), 10, 64); err == nil && v > 0 {
+		size = v
+	}
+	dir := filepath.Join(os.TempDir(), "fasten-bench")
+	os.MkdirAll(dir, 0o755)
+	path := filepath.Join(dir, fmt.Sprintf("big-%d.ndjson", size))
+	if _, err := os.Stat(path); err != nil {
+		files, _ := filepath.Glob(data(b, shareddata.Synthea, "*.json"))
+		bulk, _ := filepath.Glob(data(b, shareddata.BulkNDJSON, "*.000.ndjson")) // not the export log
+		src, err := replicate.Load(context.Background(), append(files, bulk...)...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, _ := os.Create(path + ".tmp")
+		if _, err := src.WriteNDJSON(f, 0, size); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+		os.Rename(path+".tmp", path)
+	}
+	st, _ := os.Stat(path)
+	bin := filepath.Join(b.TempDir(), "fasten-desktop")
+	build := exec.Command("go", "build", "-o", bin, "../..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build: %v %s", err, out)
+	}
+	b.ResetTimer()
+	for range b.N {
+		cmd := exec.Command(bin, "import", "--data-dir", b.TempDir(), "--json", path)
+		start := time.Now()
+		out, err := cmd.Output()
+		el := time.Since(start)
+		if err != nil {
+			b.Fatalf("import: %v %s", err, out)
+		}
+		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
+		b.ReportMetric(float64(st.Size())/1e6/el.Seconds(), "MB/s")
+		b.Logf("%.0f MB in %.1fs, peak RSS %.0f MiB", float64(st.Size())/1e6, el.Seconds(), float64(ru.Maxrss)/1024)
 	}
 }
