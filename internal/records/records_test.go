@@ -1,0 +1,222 @@
+package records
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fastenhealth/fasten-desktop/internal/db"
+	"github.com/fastenhealth/fasten-desktop/internal/fhir"
+)
+
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	d, err := db.Open(context.Background(), filepath.Join(t.TempDir(), "r.db"), db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return New(d)
+}
+
+// put writes resources (raw JSON) into a new manual source and returns its id.
+func put(t *testing.T, s *Store, raws ...string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	var id int64
+	err := s.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if id, err = s.CreateSource(ctx, tx, NewSource{Kind: KindManual, Name: "test"}); err != nil {
+			return err
+		}
+		w, err := s.NewWriter(ctx, tx, id, false)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		for _, raw := range raws {
+			ix, err := fhir.IndexResource([]byte(raw))
+			if err != nil {
+				return err
+			}
+			if _, err := w.Put(ctx, Row{Type: ix.Type, ID: ix.ID, Raw: raw, Index: ix}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func obs(id, date, code, title, category string) string {
+	return fmt.Sprintf(`{"resourceType":"Observation","id":%q,"status":"final","category":[{"coding":[{"code":%q}]}],`+
+		`"code":{"coding":[{"system":"http://loinc.org","code":%q,"display":%q}]},"subject":{"reference":"Patient/p"},"effectiveDateTime":%q}`,
+		id, category, code, title, date)
+}
+
+func TestKeysetPagingWithTiesVisitsEveryRowOnce(t *testing.T) {
+	s := newStore(t)
+	var raws []string
+	for i := range 53 {
+		date := fmt.Sprintf("2020-01-%02d", 1+i%5) // many rows share a date
+		raws = append(raws, obs(fmt.Sprintf("o%02d", i), date, "1-1", "Test", "laboratory"))
+	}
+	raws = append(raws, `{"resourceType":"Observation","id":"nodate","status":"final","code":{"text":"Undated"}}`)
+	put(t, s, raws...)
+	for _, sort := range []string{"-date", "date", "title", "-title"} {
+		seen := map[string]bool{}
+		cur := ""
+		for pages := 0; pages < 100; pages++ {
+			p, err := s.List(context.Background(), ListQuery{Type: "Observation", Sort: sort, Cursor: cur, Limit: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range p.Items {
+				if seen[it.ID] {
+					t.Fatalf("%s: %s twice", sort, it.ID)
+				}
+				seen[it.ID] = true
+			}
+			if cur = p.NextCursor; cur == "" {
+				break
+			}
+		}
+		if len(seen) != 54 {
+			t.Fatalf("%s: visited %d of 54", sort, len(seen))
+		}
+	}
+	// Undated records come last, newest first.
+	p, _ := s.Timeline(context.Background(), TimelineQuery{Limit: 500})
+	if last := p.Items[len(p.Items)-1]; last.ID != "nodate" || last.Date != nil {
+		t.Fatalf("last item %s %v", last.ID, last.Date)
+	}
+	if _, err := s.List(context.Background(), ListQuery{Type: "Observation", Sort: "price"}); !errors.Is(err, ErrBadQuery) {
+		t.Fatalf("unknown sort: %v", err)
+	}
+}
+
+func TestSearchQueriesAreSafe(t *testing.T) {
+	s := newStore(t)
+	put(t, s, obs("a", "2020-01-01", "2339-0", "Glucose", "laboratory"), obs("b", "2020-01-02", "718-7", "Hemoglobin", "laboratory"))
+	for _, q := range []string{`"`, `glu*`, `NEAR(a b)`, `a OR`, `'); DROP TABLE resources; --`, `(`, `^`, `glucose AND`, strings.Repeat("x ", 500)} {
+		if _, err := s.Search(context.Background(), q, Filter{}, "", 10); err != nil {
+			t.Errorf("%q: %v", q, err)
+		}
+	}
+	p, _ := s.Search(context.Background(), "gluc", Filter{}, "", 10)
+	if len(p.Items) != 1 || p.Items[0].ID != "a" {
+		t.Fatalf("prefix search: %+v", p.Items)
+	}
+	p, _ = s.Search(context.Background(), "2339", Filter{}, "", 10) // codes are searchable
+	if len(p.Items) != 1 {
+		t.Fatalf("code search: %+v", p.Items)
+	}
+}
+
+func TestSummaryLatestPerCode(t *testing.T) {
+	s := newStore(t)
+	put(t, s,
+		obs("h1", "2019-01-01", "8302-2", "Body Height", "vital-signs"),
+		obs("h2", "2021-01-01", "8302-2", "Body Height", "vital-signs"),
+		obs("w1", "2020-06-01", "29463-7", "Body Weight", "vital-signs"),
+		obs("g1", "2020-06-01", "2339-0", "Glucose", "laboratory"),
+		`{"resourceType":"Condition","id":"c1","clinicalStatus":{"coding":[{"code":"active"}]},"code":{"text":"Asthma"},"subject":{"reference":"Patient/p"}}`,
+		`{"resourceType":"Condition","id":"c2","clinicalStatus":{"coding":[{"code":"resolved"}]},"code":{"text":"Flu"},"subject":{"reference":"Patient/p"}}`,
+		`{"resourceType":"Patient","id":"p","name":[{"given":["Ana"],"family":"Núñez"}]}`,
+	)
+	sum, err := s.Summary(context.Background(), Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vitals []string
+	for _, v := range sum.Vitals {
+		vitals = append(vitals, v.ID)
+	}
+	if strings.Join(vitals, ",") != "h2,w1" || len(sum.Labs) != 1 || len(sum.Conditions) != 1 || sum.Conditions[0].ID != "c1" {
+		t.Fatalf("vitals %v labs %d conditions %+v", vitals, len(sum.Labs), sum.Conditions)
+	}
+	if !strings.Contains(string(sum.Patient), "Núñez") {
+		t.Fatalf("patient %s", sum.Patient)
+	}
+}
+
+func TestExportIsValidJSONWithAwkwardContent(t *testing.T) {
+	s := newStore(t)
+	src := put(t, s, `{"resourceType":"Patient","id":"p","name":[{"text":"Zoë \"Q\" </script> \u2028"}]}`)
+	var b strings.Builder
+	if err := s.Export(context.Background(), &b, Filter{SourceID: src}, "2026-01-01T00:00:00Z"); err != nil {
+		t.Fatal(err)
+	}
+	var bundle struct {
+		Type  string
+		Entry []struct{ Resource map[string]any }
+	}
+	if err := json.Unmarshal([]byte(b.String()), &bundle); err != nil || len(bundle.Entry) != 1 {
+		t.Fatalf("%v %s", err, b.String())
+	}
+}
+
+func TestUnchangedPutWritesNothingAndChangedPutUpdates(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	src := put(t, s, obs("a", "2020-01-01", "1-1", "A", "laboratory"))
+	outcomes := func(raw string) Outcome {
+		var out Outcome
+		err := s.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+			w, err := s.NewWriter(ctx, tx, src, false)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			ix, _ := fhir.IndexResource([]byte(raw))
+			out, err = w.Put(ctx, Row{Type: ix.Type, ID: ix.ID, Raw: raw, Index: ix})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if o := outcomes(obs("a", "2020-01-01", "1-1", "A", "laboratory")); o != Unchanged {
+		t.Fatalf("same content: %v", o)
+	}
+	if o := outcomes(obs("a", "2020-02-02", "1-1", "A2", "laboratory")); o != Updated {
+		t.Fatalf("changed content: %v", o)
+	}
+	p, _ := s.Search(ctx, "A2", Filter{}, "", 10)
+	if len(p.Items) != 1 || *p.Items[0].Date != "2020-02-02" {
+		t.Fatalf("update not visible: %+v", p.Items)
+	}
+	if c, _ := s.Counts(ctx, Filter{}); c["Observation"] != 1 {
+		t.Fatalf("counts %v", c)
+	}
+}
+
+func TestSourceErrors(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if _, err := s.GetSource(ctx, 99); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteSource(ctx, 99); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	id := put(t, s, obs("a", "2020-01-01", "1-1", "A", "laboratory"))
+	if _, err := s.RenameSource(ctx, id, "   "); err == nil {
+		t.Fatal("blank name accepted")
+	}
+	if _, err := s.RenameSource(ctx, id, strings.Repeat("n", 201)); err == nil {
+		t.Fatal("long name accepted")
+	}
+	if err := s.UpdateSource(ctx, 99, SourceUpdate{}); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+}
