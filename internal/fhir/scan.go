@@ -290,38 +290,14 @@ func (s *scanner) topObject() error {
 	// comes before its entries (the normal case), in which case the capture is dropped.
 	s.beginResource(start)
 	ent := s.cur
-	s.pos++ // '{'
-	depth := 1
-	s.pushKeys()
+	const depth = 1
 	bundle := s.forceBundle
 	sawEntry := false
 	if bundle {
 		s.dropCapture()
 		s.cur = nil
 	}
-	first := true
-	for {
-		if err := s.skipWS(); err != nil {
-			return s.ioErr(err)
-		}
-		if s.buf[s.pos] == '}' {
-			s.pos++
-			break
-		}
-		if !first {
-			if s.buf[s.pos] != ',' {
-				return s.fatal(CodeInvalidJSON, "expected ',' or '}' in an object, found %s", describe(s.buf[s.pos]))
-			}
-			s.pos++
-			if err := s.skipWS(); err != nil {
-				return s.ioErr(err)
-			}
-		}
-		first = false
-		key, kpos, err := s.readKey(depth)
-		if err != nil {
-			return err
-		}
+	err := s.members(depth, func(key string, kpos Position) error {
 		switch {
 		case key == "resourceType":
 			v, err := s.stringValue()
@@ -334,32 +310,24 @@ func (s *scanner) topObject() error {
 				s.dropCapture()
 				s.cur = nil
 			}
+			return nil
 		case key == "entry" && bundle:
-			if err := s.bundleEntries(); err != nil {
-				return err
-			}
+			return s.bundleEntries()
 		case key == "type" && bundle:
 			v, err := s.stringOrSkip(depth)
-			if err != nil {
-				return err
-			}
 			s.bundleType = v
-		default:
-			if bundle {
-				if err := s.value(depth, "", false); err != nil {
-					return err
-				}
-				continue
-			}
-			if key == "entry" {
-				sawEntry = true
-			}
-			if err := s.resourceKey(ent, key, kpos, depth); err != nil {
-				return err
-			}
+			return err
+		case bundle:
+			return s.value(depth, "", false)
 		}
+		if key == "entry" {
+			sawEntry = true
+		}
+		return s.resourceKey(ent, key, kpos, depth)
+	})
+	if err != nil {
+		return err
 	}
-	s.popKeys()
 	if bundle {
 		s.bundleType = ""
 		s.cur = nil
@@ -401,102 +369,51 @@ func (s *scanner) bundleEntries() error {
 		}
 		return s.fatal(CodeInvalidJSON, "Bundle.entry must be an array, found %s", describe(c))
 	}
-	s.pos++
-	first := true
 	idx := 0
-	for {
-		if err := s.skipWS(); err != nil {
-			return s.ioErr(err)
-		}
-		if s.buf[s.pos] == ']' {
-			s.pos++
-			return nil
-		}
-		if !first {
-			if s.buf[s.pos] != ',' {
-				return s.fatal(CodeInvalidJSON, "expected ',' or ']' after a Bundle entry, found %s", describe(s.buf[s.pos]))
-			}
-			s.pos++
-			if err := s.skipWS(); err != nil {
-				return s.ioErr(err)
-			}
-		}
-		first = false
+	return s.elements(func() error {
 		s.entryIdx = idx
-		if err := s.bundleEntry(idx); err != nil {
-			return err
-		}
 		idx++
-	}
+		return s.bundleEntry()
+	})
 }
 
 // bundleEntry reads {fullUrl, resource, request, ...} and emits the resource.
-func (s *scanner) bundleEntry(idx int) error {
+func (s *scanner) bundleEntry() error {
 	if s.buf[s.pos] != '{' {
 		return s.fatal(CodeInvalidJSON, "a Bundle entry must be an object, found %s", describe(s.buf[s.pos]))
 	}
 	entryPos := s.here()
-	s.pos++
 	const depth = 3 // Bundle > entry[] > entry object
-	s.pushKeys()
 	var fullURL, method, reqURL string
 	var ent *Entry
-	first := true
-	for {
-		if err := s.skipWS(); err != nil {
-			return s.ioErr(err)
-		}
-		if s.buf[s.pos] == '}' {
-			s.pos++
-			break
-		}
-		if !first {
-			if s.buf[s.pos] != ',' {
-				return s.fatal(CodeInvalidJSON, "expected ',' or '}' in a Bundle entry, found %s", describe(s.buf[s.pos]))
-			}
-			s.pos++
-			if err := s.skipWS(); err != nil {
-				return s.ioErr(err)
-			}
-		}
-		first = false
-		key, _, err := s.readKey(depth)
-		if err != nil {
-			return err
-		}
+	err := s.members(depth, func(key string, _ Position) error {
+		var err error
 		switch key {
 		case "fullUrl":
-			if fullURL, err = s.stringOrSkip(depth); err != nil {
-				return err
-			}
+			fullURL, err = s.stringOrSkip(depth)
 		case "resource":
 			if err := s.skipWS(); err != nil {
 				return s.ioErr(err)
 			}
 			if s.buf[s.pos] != '{' {
-				if err := s.value(depth, "", false); err != nil {
-					return err
-				}
-				continue
+				return s.value(depth, "", false)
 			}
-			rpos := s.here()
-			s.beginResource(rpos)
+			s.beginResource(s.here())
 			ent = s.cur
 			if err := s.resourceObject(ent, 0); err != nil {
 				return err
 			}
 			ent.Raw = s.endCapture()
 		case "request":
-			if method, reqURL, err = s.request(depth); err != nil {
-				return err
-			}
+			method, reqURL, err = s.request(depth)
 		default:
-			if err := s.value(depth, "", false); err != nil {
-				return err
-			}
+			err = s.value(depth, "", false)
 		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	s.popKeys()
 	if ent == nil {
 		// An entry without a resource (a DELETE in a transaction, or a search outcome): reported
 		// to the caller with no Raw so it can warn.
@@ -505,7 +422,6 @@ func (s *scanner) bundleEntry(idx int) error {
 		return s.emit(e)
 	}
 	ent.FullURL, ent.Method, ent.RequestURL, ent.BundleType = fullURL, method, reqURL, s.bundleType
-	_ = idx
 	return s.finishResource(ent, 0)
 }
 
@@ -516,33 +432,9 @@ func (s *scanner) request(depth int) (method, url string, err error) {
 	if s.buf[s.pos] != '{' {
 		return "", "", s.value(depth, "", false)
 	}
-	s.pos++
 	d := depth + 1
-	s.pushKeys()
-	first := true
-	for {
-		if err := s.skipWS(); err != nil {
-			return "", "", s.ioErr(err)
-		}
-		if s.buf[s.pos] == '}' {
-			s.pos++
-			s.popKeys()
-			return method, url, nil
-		}
-		if !first {
-			if s.buf[s.pos] != ',' {
-				return "", "", s.fatal(CodeInvalidJSON, "expected ',' or '}' in an object, found %s", describe(s.buf[s.pos]))
-			}
-			s.pos++
-			if err := s.skipWS(); err != nil {
-				return "", "", s.ioErr(err)
-			}
-		}
-		first = false
-		key, _, err := s.readKey(d)
-		if err != nil {
-			return "", "", err
-		}
+	err = s.members(d, func(key string, _ Position) error {
+		var err error
 		switch key {
 		case "method":
 			method, err = s.stringOrSkip(d)
@@ -551,10 +443,9 @@ func (s *scanner) request(depth int) (method, url string, err error) {
 		default:
 			err = s.value(d, "", false)
 		}
-		if err != nil {
-			return "", "", err
-		}
-	}
+		return err
+	})
+	return method, url, err
 }
 
 func (s *scanner) beginResource(p Position) {
@@ -568,46 +459,15 @@ func (s *scanner) beginResource(p Position) {
 // resourceObject reads a resource object at s.pos ('{'); depth is the nesting depth of the
 // object within the outermost resource (0 for the resource itself, more for contained ones).
 func (s *scanner) resourceObject(ent *Entry, depth int) error {
-	s.pos++
 	d := depth + 1
-	s.pushKeys()
-	first := true
-	for {
-		if err := s.skipWS(); err != nil {
-			return s.ioErr(err)
-		}
-		if s.buf[s.pos] == '}' {
-			s.pos++
-			break
-		}
-		if !first {
-			if s.buf[s.pos] != ',' {
-				return s.fatal(CodeInvalidJSON, "expected ',' or '}' in an object, found %s", describe(s.buf[s.pos]))
-			}
-			s.pos++
-			if err := s.skipWS(); err != nil {
-				return s.ioErr(err)
-			}
-		}
-		first = false
-		key, kpos, err := s.readKey(d)
-		if err != nil {
-			return err
-		}
+	return s.members(d, func(key string, kpos Position) error {
 		if key == "resourceType" {
 			v, err := s.stringValue()
-			if err != nil {
-				return err
-			}
 			ent.Type = v
-			continue
-		}
-		if err := s.resourceKey(ent, key, kpos, d); err != nil {
 			return err
 		}
-	}
-	s.popKeys()
-	return nil
+		return s.resourceKey(ent, key, kpos, d)
+	})
 }
 
 // resourceKey reads the value of one key of a resource object (not resourceType).
@@ -649,33 +509,9 @@ func (s *scanner) meta(ent *Entry, depth int) error {
 	if s.buf[s.pos] != '{' {
 		return s.value(depth, "meta", false)
 	}
-	s.pos++
 	d := depth + 1
-	s.pushKeys()
-	first := true
-	for {
-		if err := s.skipWS(); err != nil {
-			return s.ioErr(err)
-		}
-		if s.buf[s.pos] == '}' {
-			s.pos++
-			s.popKeys()
-			return nil
-		}
-		if !first {
-			if s.buf[s.pos] != ',' {
-				return s.fatal(CodeInvalidJSON, "expected ',' or '}' in an object, found %s", describe(s.buf[s.pos]))
-			}
-			s.pos++
-			if err := s.skipWS(); err != nil {
-				return s.ioErr(err)
-			}
-		}
-		first = false
-		key, _, err := s.readKey(d)
-		if err != nil {
-			return err
-		}
+	return s.members(d, func(key string, _ Position) error {
+		var err error
 		switch key {
 		case "versionId":
 			ent.VersionID, err = s.stringOrSkip(d)
@@ -684,10 +520,8 @@ func (s *scanner) meta(ent *Entry, depth int) error {
 		default:
 			err = s.value(d, key, false)
 		}
-		if err != nil {
-			return err
-		}
-	}
+		return err
+	})
 }
 
 func (s *scanner) identifiers(ent *Entry, depth int) error {
@@ -697,59 +531,14 @@ func (s *scanner) identifiers(ent *Entry, depth int) error {
 	if s.buf[s.pos] != '[' {
 		return s.value(depth, "identifier", false)
 	}
-	s.pos++
-	first := true
-	for {
-		if err := s.skipWS(); err != nil {
-			return s.ioErr(err)
-		}
-		if s.buf[s.pos] == ']' {
-			s.pos++
-			return nil
-		}
-		if !first {
-			if s.buf[s.pos] != ',' {
-				return s.fatal(CodeInvalidJSON, "expected ',' or ']' in an array, found %s", describe(s.buf[s.pos]))
-			}
-			s.pos++
-			if err := s.skipWS(); err != nil {
-				return s.ioErr(err)
-			}
-		}
-		first = false
+	d := depth + 2
+	return s.elements(func() error {
 		if s.buf[s.pos] != '{' {
-			if err := s.value(depth+1, "", false); err != nil {
-				return err
-			}
-			continue
+			return s.value(depth+1, "", false)
 		}
-		s.pos++
-		d := depth + 2
-		s.pushKeys()
 		var id Identifier
-		f := true
-		for {
-			if err := s.skipWS(); err != nil {
-				return s.ioErr(err)
-			}
-			if s.buf[s.pos] == '}' {
-				s.pos++
-				break
-			}
-			if !f {
-				if s.buf[s.pos] != ',' {
-					return s.fatal(CodeInvalidJSON, "expected ',' or '}' in an object, found %s", describe(s.buf[s.pos]))
-				}
-				s.pos++
-				if err := s.skipWS(); err != nil {
-					return s.ioErr(err)
-				}
-			}
-			f = false
-			key, _, err := s.readKey(d)
-			if err != nil {
-				return err
-			}
+		err := s.members(d, func(key string, _ Position) error {
+			var err error
 			switch key {
 			case "system":
 				id.System, err = s.stringOrSkip(d)
@@ -758,15 +547,13 @@ func (s *scanner) identifiers(ent *Entry, depth int) error {
 			default:
 				err = s.value(d, key, false)
 			}
-			if err != nil {
-				return err
-			}
-		}
-		s.popKeys()
-		if id.Value != "" {
+			return err
+		})
+		if err == nil && id.Value != "" {
 			ent.Identifiers = append(ent.Identifiers, id)
 		}
-	}
+		return err
+	})
 }
 
 func (s *scanner) contained(depth int) error {
@@ -776,38 +563,13 @@ func (s *scanner) contained(depth int) error {
 	if s.buf[s.pos] != '[' {
 		return s.value(depth, "contained", false)
 	}
-	s.pos++
-	first := true
-	for {
-		if err := s.skipWS(); err != nil {
-			return s.ioErr(err)
-		}
-		if s.buf[s.pos] == ']' {
-			s.pos++
-			return nil
-		}
-		if !first {
-			if s.buf[s.pos] != ',' {
-				return s.fatal(CodeInvalidJSON, "expected ',' or ']' in an array, found %s", describe(s.buf[s.pos]))
-			}
-			s.pos++
-			if err := s.skipWS(); err != nil {
-				return s.ioErr(err)
-			}
-		}
-		first = false
+	return s.elements(func() error {
 		if s.buf[s.pos] != '{' {
 			s.invalid(s.here(), CodeNotAResource, "a contained resource must be an object")
-			if err := s.value(depth+1, "", false); err != nil {
-				return err
-			}
-			continue
+			return s.value(depth+1, "", false)
 		}
 		if depth+2 > s.opt.MaxDepth {
-			if err := s.value(depth+1, "", false); err != nil {
-				return err
-			}
-			continue
+			return s.value(depth+1, "", false)
 		}
 		p := s.here()
 		var sub Entry
@@ -820,7 +582,8 @@ func (s *scanner) contained(depth int) error {
 		case !KnownType(sub.Type):
 			s.invalid(p, CodeUnknownResourceType, "unknown resourceType %q in a contained resource", truncate(sub.Type, 80))
 		}
-	}
+		return nil
+	})
 }
 
 // finishResource checks the resource's type and id and hands it to the callback.
@@ -985,7 +748,13 @@ func (s *scanner) value(depth int, key string, _ bool) error {
 }
 
 func (s *scanner) object(d int) error {
-	s.pos++
+	return s.members(d, func(key string, _ Position) error { return s.value(d, key, false) })
+}
+
+// members reads the object at s.pos ('{'), calling fn with each key once its ':' is consumed;
+// fn reads the value. Keys are checked for duplicates.
+func (s *scanner) members(d int, fn func(key string, kpos Position) error) error {
+	s.pos++ // '{'
 	s.pushKeys()
 	first := true
 	for {
@@ -1007,18 +776,20 @@ func (s *scanner) object(d int) error {
 			}
 		}
 		first = false
-		key, _, err := s.readKey(d)
+		key, kpos, err := s.readKey(d)
 		if err != nil {
 			return err
 		}
-		if err := s.value(d, key, false); err != nil {
+		if err := fn(key, kpos); err != nil {
 			return err
 		}
 	}
 }
 
-func (s *scanner) array(d int) error {
-	s.pos++
+// elements reads the array at s.pos ('['), calling fn at the start of each element (after
+// whitespace); fn reads the element.
+func (s *scanner) elements(fn func() error) error {
+	s.pos++ // '['
 	first := true
 	for {
 		if err := s.skipWS(); err != nil {
@@ -1038,10 +809,14 @@ func (s *scanner) array(d int) error {
 			}
 		}
 		first = false
-		if err := s.value(d, "", false); err != nil {
+		if err := fn(); err != nil {
 			return err
 		}
 	}
+}
+
+func (s *scanner) array(d int) error {
+	return s.elements(func() error { return s.value(d, "", false) })
 }
 
 // skipDeep skips a value nested too deeply, without recursion, still checking the syntax.
