@@ -14,6 +14,7 @@ import (
 
 	"github.com/fastenhealth/fasten-desktop/internal/callback"
 	"github.com/fastenhealth/fasten-desktop/internal/lighthouse"
+	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/smart"
 )
@@ -105,6 +106,7 @@ type attempt struct {
 	lh          *lighthouse.Client
 	reconnect   *records.Source
 	profileID   *int64
+	provisional int64 // the reserved person whose id the user key came from (no person chosen)
 
 	// Written by handle and finish; read under Service.mu.
 	sourceID    int64
@@ -126,11 +128,21 @@ func (s *Service) Connect(ctx context.Context, req ConnectRequest) (Started, err
 		return Started{}, &problem{Status: http.StatusBadRequest, Code: "bad_request", Message: "Choose a provider to connect."}
 	}
 	profile := strings.TrimSpace(req.Profile)
+	var provisional int64
+	if profile == "" && req.SourceID == 0 && s.people != nil {
+		// Nobody chosen: the sign-in is for the person reserved for that (see
+		// people.Provisional), settled once the provider says whose records these are.
+		var err error
+		if provisional, err = s.people.Provisional(ctx); err != nil {
+			return Started{}, err
+		}
+		profile = strconv.FormatInt(provisional, 10)
+	}
 	if profile == "" {
 		profile = DefaultProfile
 	}
 	var profileID *int64
-	if n, err := strconv.ParseInt(profile, 10, 64); err == nil && n > 0 {
+	if n, err := strconv.ParseInt(profile, 10, 64); err == nil && n > 0 && provisional == 0 {
 		if err := s.checkProfile(ctx, n); err != nil {
 			return Started{}, err
 		}
@@ -207,6 +219,7 @@ func (s *Service) Connect(ctx context.Context, req ConnectRequest) (Started, err
 		lh:          lc,
 		reconnect:   reconnect,
 		profileID:   profileID,
+		provisional: provisional,
 		status:      StatusPending,
 	}
 	if reconnect != nil {
@@ -284,7 +297,7 @@ func (s *Service) Connect(ctx context.Context, req ConnectRequest) (Started, err
 // checkProfile makes sure a profile id exists before a sign-in is started for it.
 func (s *Service) checkProfile(ctx context.Context, id int64) error {
 	var one int
-	err := s.store.DB().Read.QueryRowContext(ctx, `SELECT 1 FROM profiles WHERE id = ?`, id).Scan(&one)
+	err := s.store.DB().Read.QueryRowContext(ctx, `SELECT 1 FROM profiles WHERE id = ? AND provisional = 0 AND merged_into IS NULL`, id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return &problem{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf("There is no person with id %d.", id)}
 	}
@@ -414,7 +427,10 @@ func (s *Service) watch(a *attempt) {
 	id := a.sourceID
 	onConnected := s.onConnected
 	s.mu.Unlock()
-	name := s.patientName(a, id)
+	raw, name := s.fetchPatient(id)
+	if a.reconnect == nil {
+		s.settle(a, id, raw)
+	}
 	s.mu.Lock()
 	a.status, a.patientName, a.finished, a.syncStarted = StatusConnected, name, s.now(), onConnected != nil
 	s.mu.Unlock()
@@ -471,40 +487,68 @@ func failure(err error) (string, string) {
 	return code, msg
 }
 
-// patientName reads the connected patient's name from the provider (best effort, bounded).
-func (s *Service) patientName(a *attempt, sourceID int64) string {
+// fetchPatient reads the connected patient from the provider (best effort, bounded): the
+// Patient resource's JSON and its display name.
+func (s *Service) fetchPatient(sourceID int64) ([]byte, string) {
 	ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
 	defer cancel()
 	src, err := s.store.GetSource(ctx, sourceID)
 	if err != nil || src.PatientID == nil || src.FHIRBase == nil {
-		return ""
+		return nil, ""
 	}
 	tm, err := s.TokenManagerFor(ctx, src)
 	if err != nil {
-		return ""
+		return nil, ""
 	}
 	hc := &http.Client{Transport: tm.Transport(s.hc.Transport), Timeout: 15 * time.Second}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*src.FHIRBase, "/")+"/Patient/"+*src.PatientID, nil)
 	if err != nil {
-		return ""
+		return nil, ""
 	}
 	req.Header.Set("Accept", "application/fhir+json")
 	resp, err := hc.Do(req)
 	if err != nil {
 		s.log.Info("could not read the connected patient's name", "source_id", sourceID, "err", err)
-		return ""
+		return nil, ""
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return ""
+		return nil, ""
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, ""
 	}
 	var pt struct {
-		Name []humanName `json:"name"`
+		ResourceType string      `json:"resourceType"`
+		ID           string      `json:"id"`
+		Name         []humanName `json:"name"`
 	}
-	if json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&pt) != nil {
-		return ""
+	if json.Unmarshal(raw, &pt) != nil || pt.ResourceType != "Patient" || pt.ID != *src.PatientID {
+		return nil, ""
 	}
-	return displayName(pt.Name)
+	return raw, displayName(pt.Name)
+}
+
+// settle decides whose the new source is (internal/people): the person chosen at connect,
+// else the person its Patient matches, else a new one. Every record synced later gets it (the
+// first sync starts after this).
+func (s *Service) settle(a *attempt, sourceID int64, patient []byte) {
+	if s.people == nil || sourceID == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	src, err := s.store.GetSource(ctx, sourceID)
+	if err != nil || src.PatientID == nil || *src.PatientID == "" {
+		s.log.Warn("a connected source could not be given a person", "source_id", sourceID, "err", err)
+		return
+	}
+	if _, err := s.people.SettleConnect(ctx, people.Settle{
+		SourceID: sourceID, PatientRef: "Patient/" + *src.PatientID, Patient: patient, Chosen: a.profileID, Provisional: a.provisional,
+	}); err != nil {
+		s.log.Warn("a connected source could not be given a person", "source_id", sourceID, "err", err)
+	}
 }
 
 type humanName struct {

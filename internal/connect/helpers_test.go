@@ -28,6 +28,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 	"github.com/fastenhealth/fasten-desktop/internal/lighthouse/gateway"
+	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/sandbox"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
@@ -179,6 +180,7 @@ type envOptions struct {
 	keyring  secrets.Store  // nil: a fresh in-memory one
 	timeout  time.Duration  // callback timeout
 	override string         // LighthouseOverride; "" = the test gateway through the config file
+	people   bool           // wire internal/people (patient matching, per-person user keys)
 }
 
 // env is the app's connect service over a real SQLite file, with a records API, a reference
@@ -188,6 +190,7 @@ type env struct {
 	hospital   *sandbox.Server
 	hospitalTS *httptest.Server
 	gatewayTS  *httptest.Server
+	gatewayDB  string // the reference gateway's SQLite file
 	lhURL      string
 	svc        *connect.Service
 	store      *records.Store
@@ -199,6 +202,7 @@ type env struct {
 	mem        *memKeyring // nil with an injected keyring
 	logs       *syncBuffer
 	events     *recorder
+	people     *people.Service // nil unless envOptions.people
 	connected  chan int64
 }
 
@@ -233,8 +237,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(e.gatewayTS.Close)
 	e.lhURL = e.gatewayTS.URL
 	scopes := "launch/patient openid fhirUser offline_access patient/*.rs"
+	e.gatewayDB = filepath.Join(dir, "lighthouse.db")
 	g, err := gateway.New(context.Background(), gateway.Config{
-		DB:            filepath.Join(dir, "lighthouse.db"),
+		DB:            e.gatewayDB,
 		PublicURL:     e.lhURL,
 		RegisterLimit: 1000,
 		Providers: []gateway.Provider{
@@ -270,7 +275,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 		e.kr = secrets.NewKeyring("fasten-desktop-test", secrets.WithProvider(e.mem))
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.people {
+		e.people = people.New(people.Options{Store: e.store, Log: log})
+	}
 	e.svc, err = connect.New(connect.Options{
+		People:             e.people,
 		Store:              e.store,
 		Config:             e.cfg,
 		Keyring:            e.kr,

@@ -36,6 +36,7 @@ import (
 
 	"github.com/fastenhealth/fasten-desktop/internal/config"
 	"github.com/fastenhealth/fasten-desktop/internal/lighthouse"
+	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 	"github.com/fastenhealth/fasten-desktop/internal/smart"
@@ -57,8 +58,9 @@ const keyringProbeKey = "keyring-check"
 // tokenKeyPrefix starts the keyring key of each provider source's tokens.
 const tokenKeyPrefix = "source-token-"
 
-// DefaultProfile is the local user id the Lighthouse user key is derived from until profiles
-// exist (issue 7): "profile:default".
+// DefaultProfile is the local user id the Lighthouse user key is derived from when no person is
+// known: "profile:default" (no People service, or the reconnect of a source without a person).
+// Otherwise the key is derived from the person's id: "profile:<id>".
 const DefaultProfile = "default"
 
 // Publisher receives events (source.status). The events package implements it; nil drops them.
@@ -92,6 +94,10 @@ type Options struct {
 	CallbackTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// People decides whose a new provider source is (internal/people). nil: sources are not
+	// given a person unless one is chosen, and a sign-in without a chosen person uses the user
+	// key of DefaultProfile.
+	People *people.Service
 }
 
 // Service is the connect service. It is safe for concurrent use.
@@ -116,6 +122,7 @@ type Service struct {
 	managers    map[int64]*managerEntry
 	onConnected func(int64)
 	events      Publisher
+	people      *people.Service
 }
 
 // New returns a Service. It does no I/O: the keyring and the network are used only when a
@@ -160,6 +167,7 @@ func New(o Options) (*Service, error) {
 		managers:    map[int64]*managerEntry{},
 		onConnected: o.OnConnected,
 		events:      o.Events,
+		people:      o.People,
 	}, nil
 }
 

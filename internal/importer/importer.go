@@ -20,6 +20,10 @@
 //   - urn:uuid and absolute references to a fullUrl in the same import become Type/id. A
 //     conditional reference (Type?identifier=system|value) becomes Type/id when exactly one
 //     resource of that type in the import has that identifier; others are kept as written.
+//   - Whose each record is: between the passes, internal/people matches the Patients pass 1 read
+//     (identifiers, name, birth date) to people, creating people as needed, inside the import's
+//     transaction; pass 2 inserts every record with its person (no record is updated
+//     afterwards), and the (source, patient) -> person mapping is recorded at the end.
 //   - A file whose content is identical to an earlier import updates that file's source in place
 //     (nothing is duplicated); other files create a new source, unless a source is chosen, in
 //     which case every file of the import goes into it.
@@ -51,6 +55,7 @@ import (
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
+	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 )
 
@@ -85,6 +90,7 @@ func (l *Limits) defaults() {
 // Importer imports files into a record store.
 type Importer struct {
 	store  *records.Store
+	people *people.Service
 	log    *slog.Logger
 	limits Limits
 	now    func() time.Time
@@ -96,7 +102,7 @@ func New(store *records.Store, log *slog.Logger, limits Limits) *Importer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Importer{store: store, log: log, limits: limits, now: time.Now}
+	return &Importer{store: store, people: people.New(people.Options{Store: store, Log: log}), log: log, limits: limits, now: time.Now}
 }
 
 // Input is a file to import.
@@ -111,7 +117,9 @@ type Options struct {
 	SourceID    int64  // import into this existing manual source
 	SourceName  string // name of a new source (default: from the file names)
 	Progress    func(Progress)
-	ProfileFor  func(patientRef string) *int64 // person of a record by its Patient reference (optional)
+	// ProfileFor overrides the person of a record by its Patient reference (optional; by default
+	// internal/people matches the import's patients, see Import).
+	ProfileFor func(patientRef string) *int64
 }
 
 // Progress reports how far an import is.
@@ -199,7 +207,8 @@ type state struct {
 	nskipped   int
 	warnings   []string
 	unresolved int
-	expanded   int64 // bytes decompressed in pass 1, against Limits.MaxExpanded
+	expanded   int64              // bytes decompressed in pass 1, against Limits.MaxExpanded
+	plan       *people.ImportPlan // whose each record is; set before pass 2
 }
 
 // fileState is what pass 1 learns about one input file.
@@ -207,6 +216,7 @@ type fileState struct {
 	seen       map[idKey]struct{}
 	counts     map[string]int
 	patients   map[string]bool
+	people     []people.Patient // the Patient resources, for matching (last copy wins)
 	duplicates int
 	partHashes [][]byte
 	hash       string
@@ -337,6 +347,7 @@ func (im *Importer) Import(ctx context.Context, inputs []Input, opt Options) (*R
 	err = im.store.DB().WriteTx(ctx, func(tx *sql.Tx) error {
 		res.Sources = make([]FileResult, len(inputs))
 		writers := make([]*records.Writer, len(inputs))
+		plan := make([]people.ImportFile, len(inputs))
 		defer func() {
 			for _, w := range writers {
 				if w != nil {
@@ -356,6 +367,7 @@ func (im *Importer) Import(ctx context.Context, inputs []Input, opt Options) (*R
 				return err
 			}
 			fr.SourceID, fr.ReusedSource = sourceID, reused
+			plan[i] = people.ImportFile{SourceID: sourceID, Fresh: fresh, Patients: fs.people}
 			if res.SourceID == 0 {
 				res.SourceID, res.ReusedSource = sourceID, reused
 			}
@@ -363,10 +375,19 @@ func (im *Importer) Import(ctx context.Context, inputs []Input, opt Options) (*R
 				return err
 			}
 		}
-		if err := im.write(ctx, parts, st, opt, writers, res, prog); err != nil {
+		// Whose each record is, decided before any is written (one INSERT per record, no update).
+		var perr error
+		if st.plan, perr = im.people.PlanImport(ctx, tx, plan); perr != nil {
+			return perr
+		}
+		seen, err := im.write(ctx, parts, st, opt, writers, res, prog)
+		if err != nil {
 			return err
 		}
 		prog.phase("finishing", "")
+		if err := st.plan.Finish(ctx, tx, seen); err != nil {
+			return err
+		}
 		now := im.now().UTC().Format(time.RFC3339)
 		done := map[int64]bool{}
 		for _, fr := range res.Sources {
@@ -648,6 +669,19 @@ func (im *Importer) check(ctx context.Context, p part, st *state, opt Options, p
 			fs.counts[e.Type]++
 		}
 		if e.Type == "Patient" {
+			pt, perr := people.ParsePatient(id, e.Raw)
+			if perr != nil {
+				pt = people.Patient{Ref: ref}
+			}
+			if fs.patients[id] {
+				for i := range fs.people {
+					if fs.people[i].Ref == ref {
+						fs.people[i] = pt
+					}
+				}
+			} else {
+				fs.people = append(fs.people, pt)
+			}
 			fs.patients[id] = true
 		}
 		if e.FullURL != "" {
@@ -711,8 +745,9 @@ type batch struct {
 	err   error
 }
 
-// write is pass 2: parse on a goroutine, store here.
-func (im *Importer) write(ctx context.Context, parts []part, st *state, opt Options, writers []*records.Writer, res *Result, prog *progress) error {
+// write is pass 2: parse on a goroutine, store here. It returns the Patient references the
+// records of each input named.
+func (im *Importer) write(ctx context.Context, parts []part, st *state, opt Options, writers []*records.Writer, res *Result, prog *progress) ([]map[string]struct{}, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := make(chan batch, 8)
@@ -750,15 +785,24 @@ func (im *Importer) write(ctx context.Context, parts []part, st *state, opt Opti
 		}
 		send()
 	}()
+	seen := make([]map[string]struct{}, len(writers))
+	for i := range seen {
+		seen[i] = map[string]struct{}{}
+	}
+	last := make([]string, len(writers)) // records of one patient come in runs: skip the map
 	for b := range ch {
 		if b.err != nil {
-			return b.err
+			return nil, b.err
 		}
 		for i, r := range b.rows {
 			in := b.input[i]
 			out, err := writers[in].Put(ctx, r)
 			if err != nil {
-				return err
+				return nil, err
+			}
+			if p := r.Index.Patient; p != "" && p != last[in] {
+				last[in] = p
+				seen[in][p] = struct{}{}
 			}
 			fr := &res.Sources[in]
 			switch out {
@@ -772,7 +816,7 @@ func (im *Importer) write(ctx context.Context, parts []part, st *state, opt Opti
 		}
 		prog.written(len(b.rows))
 	}
-	return ctx.Err()
+	return seen, ctx.Err()
 }
 
 func (im *Importer) produce(ctx context.Context, p part, st *state, opt Options, prog *progress, emit func(records.Row) error) error {
@@ -814,8 +858,11 @@ func (im *Importer) produce(ctx context.Context, p part, st *state, opt Options,
 		}
 		ix.ID = id
 		row := records.Row{Type: e.Type, ID: id, Raw: string(raw), Index: ix}
-		if opt.ProfileFor != nil && ix.Patient != "" {
+		switch {
+		case opt.ProfileFor != nil && ix.Patient != "":
 			row.ProfileID = opt.ProfileFor(ix.Patient)
+		case st.plan != nil:
+			row.ProfileID = st.plan.ProfileFor(p.input, ix.Patient)
 		}
 		return emit(row)
 	})

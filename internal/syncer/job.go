@@ -613,9 +613,6 @@ func (r *syncRun) parse(ctx context.Context, body []byte, name string) (parsed, 
 			return nil
 		}
 		row := records.Row{Type: e.Type, ID: e.ID, Raw: string(raw), Index: ix}
-		if ix.Patient != "" {
-			row.ProfileID = r.src.ProfileID
-		}
 		pageSeen[key] = struct{}{}
 		out.rows = append(out.rows, row)
 		return nil
@@ -660,12 +657,19 @@ func (r *syncRun) write(ctx context.Context, pg parsed) error {
 	}
 	outs := make([]records.Outcome, len(rows))
 	err := r.s.cfg.Store.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+		// A provider source holds one patient: every record it syncs is its person's, read in
+		// the page's transaction so a re-assignment during a sync is never undone by it.
+		var profile *int64
+		if err := tx.QueryRowContext(ctx, `SELECT profile_id FROM sources WHERE id = ?`, r.src.ID).Scan(&profile); err != nil {
+			return err
+		}
 		w, err := r.s.cfg.Store.NewWriter(ctx, tx, r.src.ID, false)
 		if err != nil {
 			return err
 		}
 		defer w.Close()
 		for i, row := range rows {
+			row.ProfileID = profile
 			if outs[i], err = w.Put(ctx, row); err != nil {
 				return err
 			}
