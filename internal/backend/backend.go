@@ -26,6 +26,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/events"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 	"github.com/fastenhealth/fasten-desktop/internal/paths"
+	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 	"github.com/fastenhealth/fasten-desktop/internal/syncer"
@@ -69,6 +70,9 @@ type Backend struct {
 	Hub *events.Hub
 	// Syncer keeps provider sources up to date; Run starts it.
 	Syncer *syncer.Syncer
+	// People serves the household's people (profiles): listing, editing, merge with undo,
+	// re-assignment, deletion; the importer and the connect flow match patients with it.
+	People *people.Service
 }
 
 // Open prepares everything; Close undoes it.
@@ -120,6 +124,21 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 	if b.Keyring == nil {
 		b.Keyring = secrets.NewKeyring(connect.KeyringService)
 	}
+	b.People = people.New(people.Options{
+		Store:  b.Store,
+		Log:    b.Log.With("part", "people"),
+		Events: b.Bus,
+		// Deleting a person removes the provider sources that held only their records: forget
+		// the sign-in first (tokens out of the keyring) and stop a running sync.
+		Disconnect: func(ctx context.Context, id int64) error {
+			b.Syncer.Cancel(id)
+			_, err := b.Connect.Disconnect(ctx, id, false)
+			return err
+		},
+	})
+	for _, r := range b.People.Routes() {
+		b.API.Add(api.Route{Method: r.Method, Path: r.Path, Handler: r.Handler})
+	}
 	b.Connect, err = connect.New(connect.Options{
 		Store:              b.Store,
 		Config:             b.Config,
@@ -127,6 +146,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		LighthouseOverride: override,
 		Log:                b.Log.With("part", "connect"),
 		Events:             b.Bus,
+		People:             b.People,
 	})
 	if err != nil {
 		b.Close()
@@ -161,6 +181,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		return nil, err
 	}
 	b.API.Add(b.Hub.Routes()...)
+	b.API.Add(b.PreferenceRoutes()...) // start at login, sync interval (prefs.go)
 	return b, nil
 }
 
