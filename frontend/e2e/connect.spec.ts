@@ -86,6 +86,7 @@ test.describe('connect a provider', () => {
     await shot(page, 'dashboard-connected');
 
     // Disconnect, keeping the records: the source stays and asks to sign in again.
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Sources' }).click();
     await row.getByRole('button', { name: `Disconnect ${DEMO}` }).click();
     const dlg = page.getByRole('dialog');
     await expect(dlg).toContainText('What should happen to the');

@@ -59,6 +59,9 @@ test('a hostile narrative renders inert: no script runs, nothing is fetched from
   const file = join(server.tmp, 'hostile-narrative.json');
   writeFileSync(file, JSON.stringify(hostileBundle()));
 
+  // The live event stream (GET /api/v1/events) stays open, so "networkidle" below would never
+  // come: this page does without it (the app falls back to polling).
+  await page.route('**/api/v1/events', (route) => route.fulfill({ status: 404, contentType: 'application/json', body: '{"error":{"code":"not_found","message":"off for this test"}}' }));
   await openApp(page, server);
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Import' }).click();
   await page.getByTestId('file-input').setInputFiles(file);

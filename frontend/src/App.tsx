@@ -13,6 +13,8 @@ import { Labs } from './views/Labs';
 import { Sources } from './views/Sources';
 import { ImportView } from './views/Import';
 import { Settings } from './views/Settings';
+import { People } from './views/People';
+import { PersonSwitcher } from './components/PersonSwitcher';
 import { SearchView } from './views/Search';
 import { Onboarding } from './views/Onboarding';
 import { Loading } from './components/common';
@@ -24,6 +26,7 @@ const NAV: { path: string; label: string }[] = [
   { path: '/labs', label: 'Labs' },
   { path: '/sources', label: 'Sources' },
   { path: '/import', label: 'Import' },
+  { path: '/people', label: 'People' },
   { path: '/settings', label: 'Settings' },
 ];
 
@@ -188,6 +191,8 @@ function View({ route, imports }: { route: Route; imports: ImportQueue }) {
       return <Sources />;
     case 'import':
       return <ImportView imports={imports} />;
+    case 'people':
+      return <People route={route} />;
     case 'settings':
       return <Settings />;
     case 'search':
@@ -202,22 +207,6 @@ function View({ route, imports }: { route: Route; imports: ImportQueue }) {
         </div>
       );
   }
-}
-
-function PersonSwitcher({ profiles, value, onChange }: { profiles: Profile[]; value: number | undefined; onChange: (id: number | undefined) => void }) {
-  return (
-    <label className="person-switcher">
-      <span className="visually-hidden">Person</span>
-      <select value={value ?? ''} onChange={(e) => onChange(e.target.value ? Number(e.target.value) : undefined)}>
-        <option value="">Everyone</option>
-        {profiles.map((p) => (
-          <option key={p.id} value={p.id}>
-            {p.name}
-          </option>
-        ))}
-      </select>
-    </label>
-  );
 }
 
 function SearchBox({ route }: { route: Route }) {

@@ -10,10 +10,13 @@ import type {
   DeleteSourceResult,
   Disconnected,
   Health,
+  HubSubscription,
   ImportResult,
   ImportStatus,
   Installation,
   OperationOutcome,
+  Preferences,
+  PreferencesPatch,
   Profile,
   Provider,
   ResourceItem,
@@ -24,6 +27,7 @@ import type {
   Source,
   SourceDetail,
   Summary,
+  SyncRun,
 } from './types';
 
 export const API_BASE = '/api/v1';
@@ -267,6 +271,33 @@ export const cancelConnect = (id: string) =>
 
 export const disconnectSource = (id: number, deleteRecords: boolean) =>
   request<Disconnected>(`/sources/${id}/disconnect`, { method: 'POST', json: { delete_records: deleteRecords } });
+
+// Background sync, preferences and webhooks (issues 6 and 8).
+
+/** Queues a sync of one provider source; `queued: false` when one was already queued or running. */
+export const syncSource = (id: number) =>
+  request<{ source_id: number; queued: boolean }>(`/sources/${id}/sync`, { method: 'POST', json: {} });
+
+/** Queues a sync of every connected provider source. */
+export const syncAll = () => request<{ source_ids: number[] }>('/sync', { method: 'POST', json: {} });
+
+export const getSyncRuns = (id: number, limit = 20, signal?: AbortSignal) =>
+  request<SyncRun[]>(`/sources/${id}/sync-runs`, { query: { limit }, signal });
+
+/** null on a backend without preferences (404). */
+export const getPreferences = (signal?: AbortSignal) => optional<Preferences>('/preferences', { signal });
+
+export const patchPreferences = (patch: PreferencesPatch) =>
+  request<Preferences>('/preferences', { method: 'PATCH', json: patch });
+
+/** null on a backend without the webhook hub (404). */
+export const listSubscriptions = (signal?: AbortSignal) => optional<HubSubscription[]>('/hub/subscriptions', { signal });
+
+export const deleteSubscription = (id: string) =>
+  request<void>(`/hub/subscriptions/${encodeURIComponent(id)}`, { method: 'DELETE' });
+
+export const allowSubscriptionResources = (id: string, allow: boolean) =>
+  request<HubSubscription>(`/hub/subscriptions/${encodeURIComponent(id)}`, { method: 'PATCH', json: { allow_resources: allow } });
 
 export const getSummary = (scope: Scope = {}, signal?: AbortSignal) =>
   request<Summary>('/summary', { query: { ...scope }, signal });

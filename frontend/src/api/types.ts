@@ -125,11 +125,18 @@ export interface Health {
   version?: string;
 }
 
-/** Profiles (people) arrive with issue 7; `GET /profiles` may 404 until then. */
+/** A person of the household (`GET /profiles`; see api/people.ts for the rest). */
 export interface Profile {
   id: number;
   name: string;
   birth_date?: string | null;
+  gender?: string | null;
+  /** The person's colour (#rrggbb) and initials in the UI. */
+  color?: string;
+  initials?: string;
+  resource_count?: number;
+  source_count?: number;
+  last_activity?: string | null;
 }
 
 /** `GET /installation` (issue 4); 404 before registering. */
@@ -208,3 +215,75 @@ export interface Disconnected {
 export type { OperationOutcome };
 
 export type ResourceSort = '-date' | 'date' | 'title' | '-title' | '-last_updated';
+
+// --- Background sync, preferences and webhooks (issues 6 and 8) -------------------------------
+
+export type SyncRunStatus = 'running' | 'ok' | 'failed' | 'cancelled' | 'interrupted';
+
+/** GET /sources/{id}/sync-runs: one sync of a provider source. */
+export interface SyncRun {
+  id: number;
+  source_id: number;
+  trigger: 'schedule' | 'startup' | 'manual' | 'connect' | string;
+  started_at: string;
+  finished_at: string | null;
+  status: SyncRunStatus;
+  added: number;
+  updated: number;
+  unchanged: number;
+  requests: number;
+  /** Why the run failed or stopped. */
+  error: string | null;
+  /** What was skipped in a run that still ended ok. */
+  warnings: string | null;
+}
+
+/** GET /preferences: start at login and the background sync schedule. */
+export interface Preferences {
+  autostart: boolean;
+  autostart_supported: boolean;
+  /** Why starting at login is not available. */
+  autostart_note?: string;
+  sync_interval: string;
+  sync_interval_default: string;
+  /** What the running app uses; differs from sync_interval until the next start when it cannot change live. */
+  sync_interval_active: string;
+  sync_interval_choices: string[];
+  sync_interval_min?: string;
+  sync_interval_max?: string;
+}
+
+export interface PreferencesPatch {
+  autostart?: boolean;
+  sync_interval?: string;
+}
+
+export type HubState = 'pending' | 'active' | 'failed' | 'dead' | 'expired';
+
+export interface DeadLetter {
+  event_id: string;
+  event: string;
+  timestamp: string;
+  attempts: number;
+  error: string;
+  failed_at: string;
+}
+
+/** GET /hub/subscriptions: a webhook subscription (never its secret). */
+export interface HubSubscription {
+  id: string;
+  callback: string;
+  events: string[];
+  state: HubState;
+  lease_seconds: number;
+  lease_expires: string | null;
+  include_resources: boolean;
+  allowed_resources: boolean;
+  failures: number;
+  delivered: number;
+  dropped: number;
+  last_error?: string;
+  last_delivery?: string;
+  created_at: string;
+  dead_letters?: DeadLetter[];
+}

@@ -377,9 +377,22 @@ function ChooseProvider({ onChoose }: { onChoose: (p: Provider) => void }) {
  * "Connect a provider": opens the dialog once registered; before that it is disabled, says why,
  * and offers to register.
  */
-export function ConnectButton({ whyId = 'connect-why', primary }: { whyId?: string; primary?: boolean }) {
+export function ConnectButton({
+  whyId = 'connect-why',
+  primary,
+  onOpenChange,
+}: {
+  whyId?: string;
+  primary?: boolean;
+  /** Told when the dialog opens and closes (the welcome page stays while it is open). */
+  onOpenChange?: (open: boolean) => void;
+}) {
   const { settings } = useApp();
-  const [open, setOpen] = useState(false);
+  const [open, setOpenState] = useState(false);
+  const setOpen = (v: boolean) => {
+    setOpenState(v);
+    onOpenChange?.(v);
+  };
   const registered = isRegistered(settings);
   return (
     <>

@@ -74,6 +74,48 @@ describe('EventHub', () => {
     hub.stop();
   });
 
+  it('unwraps the backend envelope {id, event, timestamp, data} from Wails events and SSE', async () => {
+    const handlers = new Map<string, (...d: unknown[]) => void>();
+    const wails = new EventHub({ runtime: { EventsOn: (name: string, cb: (...d: unknown[]) => void) => void handlers.set(name, cb) } });
+    const seenW: AppEvent[] = [];
+    wails.on((e) => seenW.push(e));
+    wails.start();
+    handlers.get('sync.done')!({ id: 'ab12-7', event: 'sync.done', timestamp: '2026-03-01T12:00:00Z', data: { source_id: 2, added: 5 } });
+    expect(seenW).toEqual([{ type: 'sync.done', id: 'ab12-7', data: { source_id: 2, added: 5 } }]);
+    wails.stop();
+
+    const got: AppEvent[] = [];
+    await readSse(
+      stream([
+        'id: ab12-8\nevent: sync.progress\ndata: {"id":"ab12-8","event":"sync.progress","timestamp":"2026-03-01T12:00:00Z","data":{"source_id":2,"resources":40}}\n\n',
+        // A payload that merely has a data field (another topic's envelope) is left alone.
+        'event: note\ndata: {"event":"other","data":1}\n\n',
+      ]),
+      (e) => got.push(e),
+    );
+    expect(got).toEqual([
+      { type: 'sync.progress', id: 'ab12-8', data: { source_id: 2, resources: 40 } },
+      { type: 'note', data: { event: 'other', data: 1 } },
+    ]);
+  });
+
+  it('asks views to reload after the SSE stream reconnects (events may have been missed)', async () => {
+    const fetchImpl = vi
+      .fn<typeof fetch>()
+      .mockResolvedValueOnce(new Response(stream(['event: import.done\ndata: {}\n\n']), { headers: { 'Content-Type': 'text/event-stream' } }))
+      .mockResolvedValueOnce(new Response(stream([': connected\n\n']), { headers: { 'Content-Type': 'text/event-stream' } }));
+    fetchImpl.mockImplementation(() => new Promise(() => {}));
+    const hub = new EventHub({ fetchImpl });
+    const seen: AppEvent[] = [];
+    hub.on((e) => seen.push(e));
+    hub.start();
+    await until(() => seen.length >= 2, 4000);
+    expect(seen[0].type).toBe('import.done');
+    expect(seen[1]).toEqual({ type: 'resources.changed', data: { via: 'reconnect' } });
+    expect(hub.feed).toBe('sse');
+    hub.stop();
+  });
+
   it('falls back to polling when /events is missing, and reports changed counts', async () => {
     const fetchImpl = vi.fn<typeof fetch>().mockResolvedValue(new Response('{"error":{"code":"not_found","message":"x"}}', { status: 404 }));
     const answers = [{ Patient: 1 }, { Patient: 1 }, { Patient: 1, Observation: 5 }];

@@ -23,6 +23,20 @@ export type EventName = (typeof EVENT_NAMES)[number];
 export interface AppEvent {
   type: EventName | string;
   data?: unknown;
+  /** The backend's event id ("<prefix>-<n>"), when it came from the backend. */
+  id?: string;
+}
+
+/**
+ * The backend sends every event as the envelope {id, event, timestamp, data}, both as the Wails
+ * event's argument and in the SSE data line; listeners get its `data` (and `id`).
+ */
+export function unwrapEvent(type: string, payload: unknown): AppEvent {
+  const o = payload as { id?: unknown; event?: unknown; data?: unknown } | null | undefined;
+  if (o && typeof o === 'object' && !Array.isArray(o) && o.event === type && 'data' in o) {
+    return typeof o.id === 'string' ? { type, data: o.data, id: o.id } : { type, data: o.data };
+  }
+  return { type, data: payload };
 }
 
 /** Events after which stored records may have changed. */
@@ -86,7 +100,7 @@ export class EventHub {
     if (rt?.EventsOn) {
       this.feed = 'wails';
       for (const name of EVENT_NAMES) {
-        const off = rt.EventsOn(name, (...data) => this.emit({ type: name, data: data.length <= 1 ? data[0] : data }));
+        const off = rt.EventsOn(name, (...data) => this.emit(unwrapEvent(name, data.length <= 1 ? data[0] : data)));
         this.stops.push(typeof off === 'function' ? off : () => rt.EventsOff?.(name));
       }
       return;
@@ -106,6 +120,7 @@ export class EventHub {
     const ctrl = new AbortController();
     this.stops.push(() => ctrl.abort());
     let failures = 0;
+    let connected = false;
     while (!ctrl.signal.aborted) {
       let res: Response;
       try {
@@ -132,6 +147,9 @@ export class EventHub {
         return this.startPolling();
       }
       failures = 0;
+      // Events sent while the stream was down are lost: views reload once after a reconnect.
+      if (connected) this.emit({ type: 'resources.changed', data: { via: 'reconnect' } });
+      connected = true;
       try {
         await readSse(res.body, (ev) => this.emit(ev));
       } catch {
@@ -198,8 +216,8 @@ export async function readSse(body: ReadableStream<Uint8Array>, on: (e: AppEvent
       // An event name may come as `event:` or inside the JSON payload ({"event": "import.done", "data": ...}).
       const obj = parsed as { event?: string; type?: string; data?: unknown } | undefined;
       const type = event || obj?.event || obj?.type || 'message';
-      const payload = !event && obj && typeof obj === 'object' && 'data' in obj ? obj.data : parsed;
-      on({ type, data: payload });
+      if (!event && obj && typeof obj === 'object' && 'data' in obj) on(unwrapEvent(type, { ...obj, event: type }));
+      else on(unwrapEvent(type, parsed));
     }
     event = '';
     data = [];

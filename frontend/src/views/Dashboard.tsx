@@ -1,4 +1,4 @@
-import { useEffect } from 'react';
+import { useEffect, useState } from 'react';
 import type { Observation, Patient } from 'fhir/r4';
 import { getCounts, getSummary, listResources } from '../api/client';
 import type { Counts, ResourceItem, Summary } from '../api/types';
@@ -10,12 +10,21 @@ import { useAsync, useTitle } from '../lib/hooks';
 import { orderedTypes, resourceTitle, summaryValue, typeInfo } from '../lib/resources';
 import { href } from '../lib/router';
 import { ConnectButton } from '../components/ConnectDialog';
+import { Household } from '../components/Household';
+import { PersonAvatar } from '../components/PersonSwitcher';
+import type { Profile } from '../api/types';
 
 let readySignalled = false;
 
 export function Dashboard() {
-  const { profile } = useApp();
+  const { profile, profiles } = useApp();
   useTitle('Dashboard');
+  // A connect started from the welcome page brings records in (its first sync) while its dialog
+  // still shows the outcome: the welcome page stays until the dialog is closed.
+  const [welcomeDialog, setWelcomeDialog] = useState(false);
+  const person = profiles?.find((p) => p.id === profile) ?? null;
+  // Everyone in a household of several people: the household overview first.
+  const household = profile === undefined && !!profiles && profiles.length > 1;
   const st = useAsync(
     async (signal) => {
       const [summary, counts] = await Promise.all([getSummary({ profile }, signal), getCounts({ profile }, signal)]);
@@ -39,11 +48,17 @@ export function Dashboard() {
 
   if (st.error && !st.data) return <div className="page"><h1>Dashboard</h1><ErrorMessage error={st.error} onRetry={st.reload} /></div>;
   if (!st.data) return <div className="page"><h1>Dashboard</h1><Loading label="Loading your records…" /></div>;
-  if (total === 0) return <Welcome />;
+  if (total === 0 || welcomeDialog) return <Welcome onDialog={setWelcomeDialog} />;
   const { summary, counts, people } = st.data;
   return (
     <div className="page dashboard">
-      {people.length > 1 ? <PeopleBanner people={people} total={total} /> : <PatientBanner patient={summary.patient ?? null} total={total} />}
+      {household ? (
+        <Household heading="Everyone" />
+      ) : people.length > 1 && !person ? (
+        <PeopleBanner people={people} total={total} />
+      ) : (
+        <PatientBanner patient={summary.patient ?? null} total={total} person={person} />
+      )}
       {st.error ? <ErrorMessage error={st.error} onRetry={st.reload} /> : null}
       <CountsGrid counts={counts} />
       <div className="grid">
@@ -59,19 +74,23 @@ export function Dashboard() {
   );
 }
 
-function PatientBanner({ patient, total }: { patient: Patient | null; total: number }) {
-  const name = patient ? humanName(patient.name) : '';
+function PatientBanner({ patient, total, person }: { patient: Patient | null; total: number; person: Profile | null }) {
+  const name = patient ? humanName(patient.name) : person?.name ?? '';
   const age = patient?.deceasedDateTime || patient?.deceasedBoolean ? null : ageInYears(patient?.birthDate);
   return (
     <section className="patient-banner" aria-label="Patient">
-      <div className="avatar" aria-hidden="true">
-        {(name || 'Me')
-          .split(/\s+/)
-          .filter(Boolean)
-          .slice(0, 2)
-          .map((s) => s[0])
-          .join('')}
-      </div>
+      {person ? (
+        <PersonAvatar person={person} size="lg" />
+      ) : (
+        <div className="avatar" aria-hidden="true">
+          {(name || 'Me')
+            .split(/\s+/)
+            .filter(Boolean)
+            .slice(0, 2)
+            .map((s) => s[0])
+            .join('')}
+        </div>
+      )}
       <div>
         <h1 data-testid="patient-name">{name || 'Your records'}</h1>
         <p className="patient-facts">
@@ -225,7 +244,7 @@ function Measurements({ title, items, empty, wide }: { title: string; items: Res
   );
 }
 
-function Welcome() {
+function Welcome({ onDialog }: { onDialog?: (open: boolean) => void }) {
   return (
     <div className="page welcome">
       <h1>Welcome to Fasten</h1>
@@ -245,7 +264,7 @@ function Welcome() {
         <section className="card way" aria-labelledby="way-connect">
           <h2 id="way-connect">Connect a provider</h2>
           <p>Sign in to your hospital's patient portal and let Fasten keep your records up to date.</p>
-          <ConnectButton whyId="connect-why" primary />
+          <ConnectButton whyId="connect-why" primary onOpenChange={onDialog} />
         </section>
       </div>
     </div>

@@ -6,6 +6,8 @@ import { RegisterForm, WHY_REGISTER } from '../components/RegisterForm';
 import { formatDateTime } from '../lib/format';
 import { useAsync, useTitle } from '../lib/hooks';
 import { ExportButton } from './Sources';
+import { StartupSettings } from '../components/StartupSettings';
+import { WebhooksSettings } from '../components/WebhooksSettings';
 
 export function Settings() {
   useTitle('Settings');
@@ -49,20 +51,12 @@ export function Settings() {
           <InstallationSettings />
         </Section>
 
-        <Section title="Start-up">
-          <label className="check">
-            <input type="checkbox" disabled aria-describedby="autostart-why" />
-            <span>Start Fasten when I log in, and keep my records up to date in the background</span>
-          </label>
-          <p id="autostart-why" className="muted small">
-            Not available yet: there are no connected providers to keep in sync.
-          </p>
+        <Section title="Start-up and background sync" id="startup">
+          <StartupSettings />
         </Section>
 
-        <Section title="Notifications to other apps">
-          <p className="muted">
-            No subscriptions. Local tools will be able to subscribe to signed notifications (webhooks) in a later version.
-          </p>
+        <Section title="Notifications to other apps" id="webhooks">
+          <WebhooksSettings />
         </Section>
       </div>
     </div>

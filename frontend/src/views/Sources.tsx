@@ -1,9 +1,11 @@
-import { useEffect, useState, type FormEvent } from 'react';
+import { Fragment, useEffect, useState, type FormEvent } from 'react';
 import { deleteSource, disconnectSource, exportBundle, getSource, renameSource, saveBlob } from '../api/client';
 import type { Counts, Source, SourceDetail } from '../api/types';
 import { useApp } from '../AppContext';
 import { ErrorMessage, Loading, Modal } from '../components/common';
 import { ConnectButton, ConnectDialog } from '../components/ConnectDialog';
+import { SourcePerson } from '../components/SourcePerson';
+import { HistoryToggle, SourceSyncStatus, SyncAllButton, SyncHistory, SyncNowButton, useSyncActivity } from '../components/SyncStatus';
 import { formatCount, formatDateTime } from '../lib/format';
 import { useTitle } from '../lib/hooks';
 import { orderedTypes, typeInfo } from '../lib/resources';
@@ -25,12 +27,17 @@ export function Sources() {
   const [reconnecting, setReconnecting] = useState<Source | null>(null);
   const [message, setMessage] = useState<string>('');
   const [error, setError] = useState<unknown>();
+  const sync = useSyncActivity();
+  const [history, setHistory] = useState<Record<number, boolean>>({});
 
   return (
     <div className="page sources">
       <div className="page-head">
         <h1>Sources</h1>
-        <ExportButton label="Export everything" profile={profile} onError={setError} />
+        <div className="page-head-actions">
+          <SyncAllButton sources={sources} sync={sync} onMessage={setMessage} onError={setError} />
+          <ExportButton label="Export everything" profile={profile} onError={setError} />
+        </div>
       </div>
       <p className="muted">Where your records came from: files you imported, and providers you connected.</p>
       <div className="connect-row">
@@ -65,7 +72,8 @@ export function Sources() {
             </thead>
             <tbody>
               {sources.map((s) => (
-                <tr key={s.id} data-source-id={s.id}>
+                <Fragment key={s.id}>
+                <tr data-source-id={s.id}>
                   <td>
                     {renaming === s.id ? (
                       <RenameForm
@@ -81,12 +89,19 @@ export function Sources() {
                         {s.name}
                       </a>
                     )}
+                    <SourcePerson source={s} />
                   </td>
                   <td data-label="Kind">{s.kind === 'manual' ? 'Imported file' : 'Provider'}</td>
                   <td className="num" data-label="Records">{formatCount(s.resource_count)}</td>
                   <td data-label="Status">
-                    {s.syncing ? 'Syncing…' : STATUS[s.status] ?? s.status}
-                    {s.last_error && <div className="small error-text">{s.last_error}</div>}
+                    {s.kind === 'provider' ? (
+                      <SourceSyncStatus source={s} activity={sync.activity[s.id]} />
+                    ) : (
+                      <>
+                        {s.syncing ? 'Syncing…' : STATUS[s.status] ?? s.status}
+                        {s.last_error && <div className="small error-text">{s.last_error}</div>}
+                      </>
+                    )}
                   </td>
                   <td className="nowrap" data-label="Last updated">
                     {formatDateTime(s.last_sync || s.updated_at || s.created_at)}
@@ -98,6 +113,8 @@ export function Sources() {
                     <ExportButton label="Export" small source={s.id} ariaLabel={`Export ${s.name}`} onError={setError} />
                     {s.kind === 'provider' ? (
                       <>
+                        <SyncNowButton source={s} running={!!sync.activity[s.id]?.running} sync={sync} onError={setError} />
+                        <HistoryToggle source={s} open={!!history[s.id]} controls={`sync-history-${s.id}`} onToggle={() => setHistory((h) => ({ ...h, [s.id]: !h[s.id] }))} />
                         {(s.status === 'reconnect_needed' || s.status === 'error') && (
                           <button type="button" className="btn btn-small btn-primary" onClick={() => setReconnecting(s)} aria-label={`Sign in to ${s.name} again`}>
                             Sign in again
@@ -114,6 +131,14 @@ export function Sources() {
                     )}
                   </td>
                 </tr>
+                {history[s.id] && s.kind === 'provider' && (
+                  <tr className="sync-history-row">
+                    <td colSpan={6}>
+                      <SyncHistory source={s} id={`sync-history-${s.id}`} />
+                    </td>
+                  </tr>
+                )}
+                </Fragment>
               ))}
             </tbody>
           </table>

@@ -40,10 +40,20 @@ export function Timeline({ route }: { route: Route }) {
   const [error, setError] = useState<unknown>();
   const [tick, setTick] = useState(0);
   const gen = useRef(0);
+  // The query the list shows now, and the cursor of its last page. A "load more" from before a
+  // change of filter or person (an observer still holding the old callback and cursor) must not
+  // append a page of another query, nor continue this query from another query's cursor.
+  const query = `${typesKey}|${source}|${qParam}|${profile ?? ''}`;
+  const queryRef = useRef(query);
+  queryRef.current = query;
+  const cursorRef = useRef<string | undefined>(undefined);
   useDataEvents(() => setTick((t) => t + 1));
 
   const load = useCallback(
     async (reset: boolean, from: string | undefined) => {
+      const mine = `${typesKey}|${source}|${qParam}|${profile ?? ''}`;
+      if (!reset && (mine !== queryRef.current || !from || from !== cursorRef.current)) return;
+      if (!reset) cursorRef.current = undefined; // taken: a second call with it does nothing
       const g = reset ? ++gen.current : gen.current;
       setLoading(true);
       setError(undefined);
@@ -56,12 +66,16 @@ export function Timeline({ route }: { route: Route }) {
           cursor: reset ? undefined : from,
           limit: PAGE,
         });
-        if (g !== gen.current) return;
+        if (g !== gen.current || mine !== queryRef.current) return;
+        cursorRef.current = page.next_cursor;
         setItems((prev) => (reset ? page.items : [...prev, ...page.items]));
         setCursor(page.next_cursor);
         setDone(!page.next_cursor);
       } catch (e) {
-        if (g === gen.current) setError(e);
+        if (g === gen.current) {
+          if (!reset && mine === queryRef.current) cursorRef.current = from; // may be tried again
+          setError(e);
+        }
       } finally {
         if (g === gen.current) setLoading(false);
       }
@@ -70,6 +84,7 @@ export function Timeline({ route }: { route: Route }) {
   );
 
   useEffect(() => {
+    cursorRef.current = undefined;
     setItems([]);
     setCursor(undefined);
     setDone(false);
