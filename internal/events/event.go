@@ -29,6 +29,7 @@ const (
 	TopicSyncFailed       = "sync.failed"
 	TopicResourcesChanged = "resources.changed"
 	TopicSourceStatus     = "source.status"
+	TopicProfilesChanged  = "profiles.changed" // people created, merged, reassigned or deleted
 )
 
 // Topics returns the built-in topics, in a stable order. HubConfig.ExtraTopics adds more.
@@ -36,7 +37,7 @@ func Topics() []string {
 	return []string{
 		TopicImportProgress, TopicImportDone,
 		TopicSyncStarted, TopicSyncProgress, TopicSyncDone, TopicSyncFailed,
-		TopicResourcesChanged, TopicSourceStatus,
+		TopicResourcesChanged, TopicSourceStatus, TopicProfilesChanged,
 	}
 }
 

@@ -97,15 +97,15 @@ func (s *Syncer) scheduleDue(ctx context.Context, trigger Trigger) (time.Time, e
 	now := s.cfg.Now()
 	var next time.Time
 	for _, d := range list {
-		if isDue(now, d.last, s.cfg.Interval) {
+		if isDue(now, d.last, s.every()) {
 			// A job of this source may end between dueList and here: then its attempt counts.
-			still := func() bool { return isDue(now, maxTime(d.last, s.lastTry[d.id]), s.cfg.Interval) }
+			still := func() bool { return isDue(now, maxTime(d.last, s.lastTry[d.id]), s.every()) }
 			if _, err := s.enqueueIf(ctx, d.id, trigger, still); err != nil && ctx.Err() == nil {
 				s.log.Debug("due source not queued", "source_id", d.id, "err", err)
 			}
 			continue
 		}
-		if at := dueAt(d.last, s.cfg.Interval); next.IsZero() || at.Before(next) {
+		if at := dueAt(d.last, s.every()); next.IsZero() || at.Before(next) {
 			next = at
 		}
 	}

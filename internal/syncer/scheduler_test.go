@@ -384,3 +384,25 @@ func TestCancel(t *testing.T) {
 		t.Errorf("%d jobs ran", bt.calls.Load())
 	}
 }
+
+// TestSetIntervalAppliesAtOnce: shortening the interval while Run waits makes a source that is
+// now due sync without waiting for the old schedule.
+func TestSetIntervalAppliesAtOnce(t *testing.T) {
+	s := New(Config{Store: newEnv(t).store, Interval: 24 * time.Hour})
+	if s.every() != 24*time.Hour {
+		t.Fatalf("interval %v", s.every())
+	}
+	s.SetInterval(time.Hour)
+	if s.every() != time.Hour {
+		t.Fatalf("interval %v after SetInterval", s.every())
+	}
+	s.SetInterval(0) // ignored
+	if s.every() != time.Hour {
+		t.Fatalf("zero interval applied: %v", s.every())
+	}
+	select {
+	case <-s.wake:
+	default:
+		t.Fatal("SetInterval did not wake the scheduler")
+	}
+}

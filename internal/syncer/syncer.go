@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/records"
@@ -215,7 +216,20 @@ type Syncer struct {
 	wake     chan struct{}
 	wg       sync.WaitGroup // jobs started by Run
 	runStart sync.Once
+	interval atomic.Int64 // Config.Interval, changeable at run time (SetInterval)
 }
+
+// SetInterval changes how often sources are synced, at once: the schedule is checked again.
+func (s *Syncer) SetInterval(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	s.interval.Store(int64(d))
+	s.poke()
+}
+
+// every is the current sync interval.
+func (s *Syncer) every() time.Duration { return time.Duration(s.interval.Load()) }
 
 type job struct {
 	sourceID   int64
@@ -234,7 +248,7 @@ func New(cfg Config) *Syncer {
 		panic("syncer: Config.Store is nil")
 	}
 	cfg.defaults()
-	return &Syncer{
+	s := &Syncer{
 		cfg:     cfg,
 		log:     cfg.Log,
 		sem:     make(chan struct{}, cfg.Concurrency),
@@ -242,6 +256,8 @@ func New(cfg Config) *Syncer {
 		lastTry: map[int64]time.Time{},
 		wake:    make(chan struct{}, 1),
 	}
+	s.interval.Store(int64(cfg.Interval))
+	return s
 }
 
 func (s *Syncer) publish(topic string, data any) {
