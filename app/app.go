@@ -133,11 +133,12 @@ func Run(opt Options) error {
 	})
 }
 
-// SaveExport asks where to save an export (everything, or one source when sourceID > 0) with the
-// system's save dialog and writes the FHIR Bundle there atomically (a temporary file in the same
-// folder, then a rename). It returns the path, or "" when the person cancelled. A webview cannot
-// save a download by itself, so the window uses this instead of a Blob link.
-func (s *Shell) SaveExport(sourceID int64) (string, error) {
+// SaveExport asks where to save an export (everything; one source when sourceID > 0; one person
+// when profileID > 0) with the system's save dialog and writes the FHIR Bundle there atomically (a
+// temporary file in the same folder, then a rename). It returns the path, or "" when the person
+// cancelled. A webview cannot save a download by itself, so the window uses this instead of a Blob
+// link.
+func (s *Shell) SaveExport(sourceID, profileID int64) (string, error) {
 	if s.ctx == nil {
 		return "", errors.New("the window is not ready yet")
 	}
@@ -153,14 +154,14 @@ func (s *Shell) SaveExport(sourceID int64) (string, error) {
 	if err != nil || path == "" {
 		return "", err
 	}
-	if err := exportTo(s.ctx, s.opt.Backend, path, sourceID); err != nil {
+	if err := exportTo(s.ctx, s.opt.Backend, path, records.Filter{SourceID: sourceID, ProfileID: profileID}); err != nil {
 		return "", err
 	}
 	s.log.Info("export saved", "source", sourceID)
 	return path, nil
 }
 
-func exportTo(ctx context.Context, b *backend.Backend, path string, sourceID int64) (err error) {
+func exportTo(ctx context.Context, b *backend.Backend, path string, f records.Filter) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("could not write to %s: %w", filepath.Dir(path), err)
@@ -171,7 +172,7 @@ func exportTo(ctx context.Context, b *backend.Backend, path string, sourceID int
 			os.Remove(tmp.Name())
 		}
 	}()
-	if err = b.Store.Export(ctx, tmp, records.Filter{SourceID: sourceID}, time.Now().UTC().Format(time.RFC3339)); err != nil {
+	if err = b.Store.Export(ctx, tmp, f, time.Now().UTC().Format(time.RFC3339)); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	if err = tmp.Sync(); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fastenhealth/fasten-desktop/internal/backend"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
+	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 	"github.com/fastenhealth/fasten-desktop/internal/shareddata"
 )
@@ -55,7 +56,7 @@ func TestExportToWritesAWholeBundleAtomically(t *testing.T) {
 	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "my records.json")
-	if err := exportTo(ctx, b, out, res.SourceID); err != nil {
+	if err := exportTo(ctx, b, out, records.Filter{SourceID: res.SourceID}); err != nil {
 		t.Fatal(err)
 	}
 	raw, err := os.ReadFile(out)
@@ -77,7 +78,7 @@ func TestExportToWritesAWholeBundleAtomically(t *testing.T) {
 		ro := t.TempDir()
 		os.Chmod(ro, 0o500)
 		defer os.Chmod(ro, 0o700)
-		if err := exportTo(ctx, b, filepath.Join(ro, "x.json"), 0); err == nil || !strings.Contains(err.Error(), "could not write") {
+		if err := exportTo(ctx, b, filepath.Join(ro, "x.json"), records.Filter{}); err == nil || !strings.Contains(err.Error(), "could not write") {
 			t.Fatalf("got %v", err)
 		}
 	}

@@ -14,6 +14,7 @@ import {
   onUnauthorized,
   parseError,
   renameSource,
+  saveExport,
   uploadImport,
   UNAUTHORIZED_MESSAGE,
 } from './client';
@@ -144,6 +145,22 @@ describe('requests', () => {
     expect(await file.blob.text()).toContain('Bundle');
     expect(f.mock.calls[0][0]).toBe('/api/v1/export?source=3');
     expect((f.mock.calls[0][1]?.headers as Record<string, string>).Authorization).toBe('Bearer tok');
+  });
+
+  it('saveExport uses the desktop save dialog when the window binds it, without fetching', async () => {
+    const f = mockFetch();
+    const SaveExport = vi.fn().mockResolvedValue('/home/me/records.json');
+    vi.stubGlobal('go', { app: { Shell: { SaveExport } } });
+    try {
+      expect(await saveExport({ source: 4, profile: 2 })).toBe('/home/me/records.json');
+      expect(SaveExport).toHaveBeenCalledWith(4, 2);
+      expect(f).not.toHaveBeenCalled();
+      SaveExport.mockResolvedValueOnce('');
+      expect(await saveExport()).toBe(''); // cancelled
+      expect(SaveExport).toHaveBeenLastCalledWith(0, 0);
+    } finally {
+      vi.unstubAllGlobals();
+    }
   });
 });
 

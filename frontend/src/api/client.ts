@@ -477,6 +477,27 @@ export async function exportBundle(scope: Scope = {}): Promise<ExportFile> {
   return { blob, filename: filenameFrom(res.headers.get('Content-Disposition'), fallback) };
 }
 
+type DesktopShell = { SaveExport?: (source: number, profile: number) => Promise<string> };
+
+/** The desktop window's bound Go methods (window.go.app.Shell), when running in it. */
+function desktopShell(): DesktopShell | undefined {
+  return (globalThis as unknown as { go?: { app?: { Shell?: DesktopShell } } }).go?.app?.Shell;
+}
+
+/**
+ * Saves an export. In the desktop window the system's save dialog writes it (a webview cannot
+ * save a Blob download) and the chosen path is returned ("" when cancelled); in a browser the
+ * Bundle is downloaded and null is returned.
+ */
+export async function saveExport(scope: Scope = {}): Promise<string | null> {
+  const shell = desktopShell();
+  if (shell?.SaveExport) {
+    return await shell.SaveExport(Number(scope.source ?? 0), Number(scope.profile ?? 0));
+  }
+  saveBlob(await exportBundle(scope));
+  return null;
+}
+
 /** Saves a Blob as a download through a temporary object URL. */
 export function saveBlob(file: ExportFile, doc: Document = document): void {
   const url = URL.createObjectURL(file.blob);

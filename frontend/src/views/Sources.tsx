@@ -1,5 +1,5 @@
 import { Fragment, useEffect, useState, type FormEvent } from 'react';
-import { deleteSource, disconnectSource, exportBundle, getSource, renameSource, saveBlob } from '../api/client';
+import { deleteSource, disconnectSource, getSource, renameSource, saveExport } from '../api/client';
 import type { Counts, Source, SourceDetail } from '../api/types';
 import { useApp } from '../AppContext';
 import { ErrorMessage, Loading, Modal } from '../components/common';
@@ -319,7 +319,7 @@ export function ExportButton({
     setBusy(true);
     onError(undefined);
     try {
-      saveBlob(await exportBundle({ source, profile }));
+      await saveExport({ source, profile });
     } catch (e) {
       onError(e);
     } finally {
