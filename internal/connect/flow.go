@@ -200,10 +200,9 @@ func (s *Service) Connect(ctx context.Context, req ConnectRequest) (Started, err
 	}
 	pk := smart.NewPKCE()
 	state := smart.NewState()
-	scope := p.Scopes
-	if strings.TrimSpace(scope) == "" {
-		scope = smart.Scopes(server, nil)
-	}
+	// The minimum: one read scope per type the app uses, never a wildcard, narrowed by the
+	// catalog when the provider limits the types.
+	scope := smart.MinimumScopes(server, p.Scopes)
 
 	a := &attempt{
 		id:          randomHex(16),

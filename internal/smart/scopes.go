@@ -100,6 +100,37 @@ func GrantedTypes(scope string) []string {
 	return out
 }
 
+// AppTypes are the resource types Fasten reads from a provider and shows: the clinical record,
+// the claims that describe visits, and the people and places those records point at. A connect
+// asks for exactly these (SECURITY: minimum scopes), never a wildcard.
+var AppTypes = []string{
+	"Patient", "AllergyIntolerance", "CarePlan", "CareTeam", "Claim", "Condition", "Coverage",
+	"Device", "DiagnosticReport", "DocumentReference", "Encounter", "ExplanationOfBenefit",
+	"FamilyMemberHistory", "Goal", "ImagingStudy", "Immunization", "Location", "Medication",
+	"MedicationAdministration", "MedicationDispense", "MedicationRequest", "MedicationStatement",
+	"Observation", "Organization", "Practitioner", "PractitionerRole", "Procedure",
+	"RelatedPerson", "ServiceRequest", "Specimen",
+}
+
+// MinimumScopes is the scope a connect requests: the base scopes plus one read scope per type of
+// AppTypes (.rs for SMART v2 servers, .read for v1). When the provider's catalog entry already
+// limits the types (per-type scopes rather than a wildcard), only the types in both are asked for.
+func MinimumScopes(s *Server, catalogScope string) string {
+	types := AppTypes
+	if allowed := GrantedTypes(catalogScope); len(allowed) > 0 && !slices.Contains(allowed, "*") {
+		types = nil
+		for _, t := range AppTypes {
+			if slices.Contains(allowed, t) {
+				types = append(types, t)
+			}
+		}
+		if len(types) == 0 {
+			types = []string{"Patient"}
+		}
+	}
+	return Scopes(s, types)
+}
+
 // MissingScopes returns the scopes of requested that granted does not contain (exact match). An
 // empty granted scope means the server did not say, which RFC 6749 §5.1 defines as "as requested":
 // nothing is missing then.
