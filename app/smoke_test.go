@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -194,9 +195,13 @@ func TestDesktopWindowShowsTheDashboard(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, lines := start(t, ctx, bin, desktopEnv(display, data))
+	cmd, lines := start(t, ctx, bin, desktopEnv(display, data))
 	l := waitLine(t, lines, regexp.MustCompile(`^fasten: ui-ready view=dashboard`), 90*time.Second)
 	t.Log(l)
+	// The webview reached the API through the asset server: the app listens on no TCP port.
+	if ports := listeningTCP(t, cmd.Process.Pid); len(ports) > 0 {
+		t.Fatalf("the desktop app listens on TCP: %v", ports)
+	}
 	if !fastenWindowViewable(t, display) {
 		t.Fatal("the Fasten window is not visible")
 	}
@@ -256,4 +261,49 @@ func fastenWindowExists(t *testing.T, display string) bool {
 	cmd.Env = append(os.Environ(), "DISPLAY="+display)
 	out, _ := cmd.Output()
 	return strings.Contains(string(out), `"Fasten"`)
+}
+
+// listeningTCP returns the local addresses of the TCP sockets in LISTEN state that process pid
+// holds (its file descriptors matched against the kernel's TCP tables).
+func listeningTCP(t *testing.T, pid int) []string {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatalf("read fds: %v", err)
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil {
+			if inode, ok := strings.CutPrefix(target, "socket:["); ok {
+				inodes[strings.TrimSuffix(inode, "]")] = true
+			}
+		}
+	}
+	var out []string
+	for _, table := range []string{"tcp", "tcp6"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) > 9 && f[3] == "0A" && inodes[f[9]] { // 0A = LISTEN
+				out = append(out, table+" "+f[1])
+			}
+		}
+	}
+	return out
+}
+
+// TestListeningTCPSeesAListener: the check above would catch a port (here, one of our own).
+func TestListeningTCPSeesAListener(t *testing.T) {
+	before := len(listeningTCP(t, os.Getpid()))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got := listeningTCP(t, os.Getpid()); len(got) != before+1 {
+		t.Fatalf("listening sockets %v (before: %d)", got, before)
+	}
 }
