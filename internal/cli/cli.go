@@ -48,6 +48,7 @@ Usage:
   fasten-desktop import [--json] [--skip-invalid] [--source ID] FILE...
                                            import FHIR files (Bundle JSON, NDJSON, a resource, zip, .gz)
   fasten-desktop sync [--source ID]        sync connected providers once, then exit
+  fasten-desktop backup FILE               write a checked copy of the record database to FILE
   fasten-desktop lighthouse --listen ADDR --db PATH|postgres://... --providers FILE [--public-url URL]
                                            run the reference Lighthouse auth gateway
   fasten-desktop sandbox [--listen ADDR]   run the demo hospital and a Lighthouse on loopback
@@ -81,6 +82,8 @@ func Main(args []string, env Env) int {
 		err = importCmd(ctx, args, env)
 	case "sync":
 		err = syncCmd(ctx, args, env)
+	case "backup":
+		err = backupCmd(ctx, args, env)
 	case "lighthouse":
 		err = lighthouseCmd(ctx, args, env)
 	case "sandbox":
