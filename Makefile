@@ -63,6 +63,9 @@ test-go: build
 	dsn="$$(.ci/postgres.sh | tail -n1)"; trap '.ci/postgres.sh stop >/dev/null 2>&1 || true' EXIT; \
 	FASTEN_TEST_POSTGRES_DSN="$$dsn" FASTEN_REQUIRE_KEYRING=1 FASTEN_DESKTOP_BIN="$(CURDIR)/$(BIN)" \
 	  .ci/with-keyring.sh $(GO) test -race -timeout 25m ./...
+	# The SIGKILL crash tests re-execute the test binary many times; they skip under -race (a
+	# race-instrumented child is several times slower and proves nothing more), so run them here.
+	$(GO) test -count=1 -run 'TestSIGKILLDuringImport|TestCrashMidSync' ./internal/importer ./internal/syncer
 
 test-frontend: frontend/node_modules/.installed
 	cd frontend && npm test
