@@ -63,6 +63,11 @@ func countRows(t *testing.T, path string) int {
 	if fts != n {
 		t.Fatalf("FTS has %d rows for %d resources", fts, n)
 	}
+	var counted int
+	d.Read.QueryRow(`SELECT coalesce(sum(n), 0) FROM resource_counts`).Scan(&counted)
+	if counted != n {
+		t.Fatalf("the counts table says %d for %d resources", counted, n)
+	}
 	return n
 }
 

@@ -403,6 +403,10 @@ func (im *Importer) Import(ctx context.Context, inputs []Input, opt Options) (*R
 	if err != nil {
 		return nil, err
 	}
+	// Many rows changed: refresh the planner's statistics (bounded; a failure only costs speed).
+	if oerr := im.store.DB().Optimize(ctx); oerr != nil {
+		im.log.Warn("could not refresh query statistics", "err", oerr)
+	}
 	if st.unresolved > 0 {
 		st.warn(im.limits.MaxWarnings, "%d references point at resources that are not in this import; they were kept as written", st.unresolved)
 	}

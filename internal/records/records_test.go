@@ -220,3 +220,61 @@ func TestSourceErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCountsTableFollowsEveryChange: the trigger-kept counts equal a real count after inserts,
+// updates of a row's person, and deleting a source, for every filter.
+func TestCountsTableFollowsEveryChange(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	a := put(t, s, obs("a1", "2020-01-01", "1-1", "A", "laboratory"), obs("a2", "2020-01-02", "1-2", "B", "vital-signs"),
+		`{"resourceType":"Patient","id":"p"}`)
+	b := put(t, s, obs("b1", "2020-01-01", "1-1", "A", "laboratory"))
+	check := func(step string) {
+		t.Helper()
+		for _, f := range []Filter{{}, {SourceID: a}, {SourceID: b}, {ProfileID: 1}, {SourceID: a, ProfileID: 1}} {
+			got, err := s.Counts(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var args []any
+			rows, err := s.DB().Read.Query(`SELECT type, count(*) FROM resources r WHERE 1=1`+f.where("r.", &args)+` GROUP BY type`, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]int{}
+			for rows.Next() {
+				var typ string
+				var n int
+				rows.Scan(&typ, &n)
+				want[typ] = n
+			}
+			rows.Close()
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("%s, filter %+v: counts %v, real %v", step, f, got, want)
+			}
+		}
+	}
+	check("after inserts")
+	s.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`INSERT INTO profiles(id, name, created_at, updated_at) VALUES (1, 'Ana', 't', 't')`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(`UPDATE resources SET profile_id = 1 WHERE source_id = ?`, a)
+		return err
+	})
+	check("after moving a source's records to a person")
+	s.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE resources SET profile_id = NULL WHERE fhir_id = 'a2'`)
+		return err
+	})
+	check("after unlinking one record")
+	if _, err := s.DeleteSource(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	check("after deleting a source")
+	var left int
+	s.DB().Read.QueryRow(`SELECT count(*) FROM resource_counts WHERE source_id = ?`, a).Scan(&left)
+	if left != 0 {
+		t.Fatalf("%d count rows left for a deleted source", left)
+	}
+}

@@ -344,8 +344,22 @@ func (s *Store) Counts(ctx context.Context, f Filter) (map[string]int, error) {
 }
 
 func countsQ(ctx context.Context, q querier, f Filter) (map[string]int, error) {
+	// resource_counts is kept by triggers (migration 5): no scan of the records.
+	var where []string
 	var args []any
-	rows, err := q.QueryContext(ctx, `SELECT type, count(*) FROM resources WHERE 1=1`+f.where("", &args)+` GROUP BY type`, args...)
+	if f.SourceID != 0 {
+		where = append(where, "source_id = ?")
+		args = append(args, f.SourceID)
+	}
+	if f.ProfileID != 0 {
+		where = append(where, "profile_id = ?")
+		args = append(args, f.ProfileID)
+	}
+	query := `SELECT type, sum(n) FROM resource_counts`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	rows, err := q.QueryContext(ctx, query+` GROUP BY type HAVING sum(n) > 0`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("count resources: %w", err)
 	}

@@ -470,6 +470,12 @@ func (s *Syncer) execute(ctx context.Context, j *job) {
 		return
 	}
 	j.res = s.syncOne(ctx, j)
+	if j.res.Added+j.res.Updated > 0 {
+		// Refresh the planner's statistics after new records (bounded; only costs speed if it fails).
+		if err := s.cfg.Store.DB().Optimize(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("could not refresh query statistics", "err", err)
+		}
+	}
 }
 
 // Cancel stops the queued or running sync of a source (before it is deleted or disconnected, say)
