@@ -244,6 +244,9 @@ func (l *Listener) shutdown(graceful bool) {
 			cancel()
 		}
 		_ = l.srv.Close()
+		// srv.Close only closes listeners Serve has registered; when Close comes right after
+		// Listen, the Serve goroutine may not have started yet, so close the socket here too.
+		_ = l.ln.Close()
 		l.cancel()
 		close(l.closed)
 	})
