@@ -264,11 +264,13 @@ function AddPerson({ onMessage }: { onMessage: (m: string) => void }) {
 
 function PersonPage({ id }: { id: number }) {
   const { refreshSources, setProfile, profile } = useApp();
-  const st = useAsync((signal) => getPerson(id, signal), [id]);
+  const [deleting, setDeleting] = useState(false);
+  // Not live while the delete dialog is open: the deletion's own events would otherwise refetch a
+  // person who is gone (a 404) before the route has moved on.
+  const st = useAsync((signal) => getPerson(id, signal), [id], !deleting);
   useTitle(st.data ? st.data.name : 'Person');
   const [message, setMessage] = useState('');
   const [error, setError] = useState<unknown>();
-  const [deleting, setDeleting] = useState(false);
   if (st.error && !st.data)
     return (
       <div className="page">
@@ -420,7 +422,7 @@ function PersonPage({ id }: { id: number }) {
           person={p}
           onClose={() => setDeleting(false)}
           onDeleted={(plan) => {
-            setDeleting(false);
+            // The dialog stays until the route changes and this page unmounts.
             if (profile === p.id) setProfile(undefined);
             refreshSources();
             navigate('/people');
