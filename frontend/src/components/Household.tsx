@@ -4,7 +4,7 @@ import { getUnlinked, listPeople, type Person } from '../api/people';
 import { useApp } from '../AppContext';
 import { formatCount, formatDate } from '../lib/format';
 import { useAsync } from '../lib/hooks';
-import { typeInfo } from '../lib/resources';
+import { countLabel } from '../lib/resources';
 import { href, navigate } from '../lib/router';
 import { ErrorMessage, Loading } from './common';
 import { PersonAvatar, personAge } from './PersonSwitcher';
@@ -68,7 +68,7 @@ export function Household({ heading = 'Household', manage = false }: { heading?:
               <ul className="household-counts" aria-label={`${p.name}'s records by type`}>
                 {HIGHLIGHT.filter((t) => p.counts?.[t]).slice(0, 5).map((t) => (
                   <li key={t}>
-                    <span className="household-count">{formatCount(p.counts![t])}</span> {typeInfo(t).label}
+                    <span className="household-count">{formatCount(p.counts![t])}</span> {countLabel(t, p.counts![t])}
                   </li>
                 ))}
               </ul>

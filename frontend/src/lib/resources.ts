@@ -75,7 +75,15 @@ const TYPES: Record<string, TypeInfo> = {
 
 /** "Observation" → friendly names; unknown types keep their FHIR name. */
 export function typeInfo(type: string): TypeInfo {
-  return TYPES[type] ?? { label: type.replace(/([a-z])([A-Z])/g, '$1 $2'), singular: type, order: 100 };
+  if (TYPES[type]) return TYPES[type];
+  const spaced = type.replace(/([a-z])([A-Z])/g, '$1 $2');
+  return { label: spaced, singular: spaced, order: 100 };
+}
+
+/** The type's label for a count of n: "1 Practitioner", "3 Practitioners". */
+export function countLabel(type: string, n: number): string {
+  const t = typeInfo(type);
+  return n === 1 ? t.singular : t.label;
 }
 
 /** Types with counts, in reading order (clinical first, then administrative, then the rest A–Z). */

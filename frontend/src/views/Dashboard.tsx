@@ -7,7 +7,7 @@ import { ErrorMessage, Loading, ResourceLink, Section } from '../components/comm
 import { signalReady } from '../lib/events';
 import { ageInYears, capitalise, codeKey, formatCount, formatDate, humanName } from '../lib/format';
 import { useAsync, useTitle } from '../lib/hooks';
-import { orderedTypes, resourceTitle, summaryValue, typeInfo } from '../lib/resources';
+import { orderedTypes, resourceTitle, summaryValue, countLabel } from '../lib/resources';
 import { href } from '../lib/router';
 import { ConnectButton } from '../components/ConnectDialog';
 import { Household } from '../components/Household';
@@ -145,7 +145,7 @@ function CountsGrid({ counts }: { counts: Counts }) {
               <span className="count-number" data-testid={`count-${t}`}>
                 {formatCount(counts[t])}
               </span>
-              <span className="count-label">{typeInfo(t).label}</span>
+              <span className="count-label">{countLabel(t, counts[t])}</span>
             </a>
           </li>
         ))}

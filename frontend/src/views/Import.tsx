@@ -3,7 +3,7 @@ import { ErrorMessage, ProgressBar } from '../components/common';
 import { formatBytes, formatCount, formatNumber } from '../lib/format';
 import { useTitle } from '../lib/hooks';
 import type { ImportJob, ImportQueue } from '../lib/imports';
-import { orderedTypes, typeInfo } from '../lib/resources';
+import { orderedTypes, countLabel } from '../lib/resources';
 import { href } from '../lib/router';
 
 const UPLOAD_SHARE = 0.3;
@@ -197,7 +197,7 @@ function ImportResultView({ job }: { job: ImportJob }) {
         <ul className="result-counts" aria-label={`Records imported from ${job.name}, by type`}>
           {types.map((t) => (
             <li key={t}>
-              <span className="num">{formatCount(r.counts[t])}</span> {typeInfo(t).label}
+              <span className="num">{formatCount(r.counts[t])}</span> {countLabel(t, r.counts[t])}
             </li>
           ))}
         </ul>

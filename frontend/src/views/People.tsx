@@ -26,7 +26,7 @@ import { Household } from '../components/Household';
 import { PersonAvatar } from '../components/PersonSwitcher';
 import { formatCount, formatDate } from '../lib/format';
 import { useAsync, useTitle } from '../lib/hooks';
-import { orderedTypes, typeInfo } from '../lib/resources';
+import { orderedTypes, countLabel } from '../lib/resources';
 import { href, navigate, type Route } from '../lib/router';
 import '../components/people.css';
 
@@ -339,7 +339,7 @@ function PersonPage({ id }: { id: number }) {
           <ul className="household-counts">
             {orderedTypes(p.counts).map((t) => (
               <li key={t}>
-                <span className="household-count">{formatCount(p.counts![t])}</span> {typeInfo(t).label}
+                <span className="household-count">{formatCount(p.counts![t])}</span> {countLabel(t, p.counts![t])}
               </li>
             ))}
           </ul>
@@ -567,7 +567,7 @@ function DeletePersonDialog({ person, onClose, onDeleted }: { person: Person; on
             <ul className="delete-counts">
               {orderedTypes(p.counts).map((t) => (
                 <li key={t}>
-                  {formatCount(p.counts[t])} {typeInfo(t).label}
+                  {formatCount(p.counts[t])} {countLabel(t, p.counts[t])}
                 </li>
               ))}
             </ul>

@@ -8,7 +8,7 @@ import { SourcePerson } from '../components/SourcePerson';
 import { HistoryToggle, SourceSyncStatus, SyncAllButton, SyncHistory, SyncNowButton, useSyncActivity } from '../components/SyncStatus';
 import { formatCount, formatDateTime } from '../lib/format';
 import { useTitle } from '../lib/hooks';
-import { orderedTypes, typeInfo } from '../lib/resources';
+import { orderedTypes, countLabel } from '../lib/resources';
 import { href } from '../lib/router';
 
 const STATUS: Record<string, string> = {
@@ -227,7 +227,7 @@ function countsList(counts: Counts | undefined) {
     <ul className="delete-counts">
       {types.map((t) => (
         <li key={t}>
-          <span className="num">{formatCount(counts![t])}</span> {typeInfo(t).label}
+          <span className="num">{formatCount(counts![t])}</span> {countLabel(t, counts![t])}
         </li>
       ))}
     </ul>
