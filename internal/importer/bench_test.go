@@ -15,6 +15,7 @@ import (
 
 	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
+	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/replicate"
 	"github.com/fastenhealth/fasten-desktop/internal/shareddata"
@@ -188,6 +189,7 @@ func BenchmarkQueries(b *testing.B) {
 	}
 	defer d.Close()
 	st := records.New(d)
+	ppl := people.New(people.Options{Store: st})
 	ctx := context.Background()
 	deep := ""
 	{
@@ -214,6 +216,15 @@ func BenchmarkQueries(b *testing.B) {
 		{"search", func() error { _, err := st.Search(ctx, "hemoglobin", records.Filter{}, "", 50); return err }},
 		{"labs-by-code", func() error {
 			_, err := st.List(ctx, records.ListQuery{Type: "Observation", Code: "http://loinc.org|4548-4", Limit: 200})
+			return err
+		}},
+		// The household overview: every person with counts by type.
+		{"people", func() error { _, err := ppl.List(ctx, people.ListOptions{Counts: true}); return err }},
+		{"person", func() error {
+			list, err := ppl.List(ctx, people.ListOptions{})
+			if err == nil && len(list) > 0 {
+				_, err = ppl.Get(ctx, list[0].ID)
+			}
 			return err
 		}},
 	}
