@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ageInYears, codeKey, formatBytes, formatDate, formatQuantity, formatRange, humanName, monthHeading, parseFhirDate, prettyUnit, referenceTarget } from './format';
+import { ageInYears, codeKey, formatBytes, formatCount, formatDate, pickLocale, formatQuantity, formatRange, humanName, monthHeading, parseFhirDate, prettyUnit, referenceTarget } from './format';
 
 describe('dates', () => {
   it('parses partial dates with their precision', () => {
@@ -70,5 +70,19 @@ describe('quantities', () => {
     expect(formatBytes(512, 'en')).toBe('512 bytes');
     expect(formatBytes(104_857_600, 'en')).toBe('105 MB');
     expect(formatBytes(1_500_000, 'en')).toBe('1.5 MB');
+  });
+});
+
+describe('locale', () => {
+  it('keeps the locale the caller gives', () => {
+    expect(pickLocale('de-DE', 'en-US-u-va-posix')).toBe('de-DE');
+    expect(formatCount(83195, 'de-DE')).toBe('83.195');
+    expect(formatCount(83195, 'en-GB')).toBe('83,195');
+  });
+  it('replaces the ungrouped POSIX locale of LANG=C systems with English', () => {
+    expect(new Intl.NumberFormat('en-US-u-va-posix').format(83195)).toBe('83195');
+    expect(pickLocale(undefined, 'en-US-u-va-posix')).toBe('en-US');
+    expect(formatCount(83195, pickLocale(undefined, 'en-US-u-va-posix'))).toBe('83,195');
+    expect(pickLocale(undefined, 'fr-FR')).toBeUndefined();
   });
 });

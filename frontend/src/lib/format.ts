@@ -28,6 +28,31 @@ export interface ParsedDate {
 const DATE_RE = /^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$/;
 
 /** Parses a FHIR date, dateTime or instant. Returns null when it is not one. */
+
+let systemLocale: string | undefined;
+
+/**
+ * The locale to format with: the caller's, else the system's. A system set to the C/POSIX locale
+ * (LANG=C, common on Linux) resolves to en-US-u-va-posix, which prints 83195 without grouping;
+ * plain English reads better there.
+ */
+export function pickLocale(locale: string | undefined, system: string): string | undefined {
+  if (locale) return locale;
+  return /posix/i.test(system) ? 'en-US' : undefined;
+}
+
+function loc(locale?: string): string | undefined {
+  if (locale) return locale;
+  if (systemLocale === undefined) {
+    try {
+      systemLocale = new Intl.NumberFormat().resolvedOptions().locale;
+    } catch {
+      systemLocale = '';
+    }
+  }
+  return pickLocale(undefined, systemLocale);
+}
+
 export function parseFhirDate(s: string | null | undefined): ParsedDate | null {
   if (!s) return null;
   const str = s.trim();
@@ -54,11 +79,11 @@ export function formatDate(s: string | null | undefined, locale?: string): strin
     case 'year':
       return String(d.getUTCFullYear());
     case 'month':
-      return new Intl.DateTimeFormat(locale, { year: 'numeric', month: 'short', timeZone: 'UTC' }).format(d);
+      return new Intl.DateTimeFormat(loc(locale), { year: 'numeric', month: 'short', timeZone: 'UTC' }).format(d);
     case 'day':
-      return new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeZone: 'UTC' }).format(d);
+      return new Intl.DateTimeFormat(loc(locale), { dateStyle: 'medium', timeZone: 'UTC' }).format(d);
     default:
-      return new Intl.DateTimeFormat(locale, { dateStyle: 'medium' }).format(d);
+      return new Intl.DateTimeFormat(loc(locale), { dateStyle: 'medium' }).format(d);
   }
 }
 
@@ -67,7 +92,7 @@ export function formatDateTime(s: string | null | undefined, locale?: string): s
   const p = parseFhirDate(s);
   if (!p) return s ?? '';
   if (p.precision !== 'time') return formatDate(s, locale);
-  return new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(p.t));
+  return new Intl.DateTimeFormat(loc(locale), { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(p.t));
 }
 
 export function formatPeriod(p: Period | undefined, locale?: string): string {
@@ -97,7 +122,7 @@ export function monthHeading(s: string | null | undefined, locale?: string): str
   if (!p) return 'No date';
   if (p.precision === 'year') return String(new Date(p.t).getUTCFullYear());
   const tz = p.precision === 'time' ? undefined : 'UTC';
-  return new Intl.DateTimeFormat(locale, { year: 'numeric', month: 'long', timeZone: tz }).format(new Date(p.t));
+  return new Intl.DateTimeFormat(loc(locale), { year: 'numeric', month: 'long', timeZone: tz }).format(new Date(p.t));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -113,11 +138,11 @@ export function formatNumber(n: number, locale?: string): string {
         : a >= 1
           ? { maximumFractionDigits: 2 }
           : { maximumSignificantDigits: 3 };
-  return new Intl.NumberFormat(locale, opts).format(n);
+  return new Intl.NumberFormat(loc(locale), opts).format(n);
 }
 
 export function formatCount(n: number, locale?: string): string {
-  return new Intl.NumberFormat(locale).format(n);
+  return new Intl.NumberFormat(loc(locale)).format(n);
 }
 
 export function formatBytes(n: number, locale?: string): string {
@@ -130,7 +155,7 @@ export function formatBytes(n: number, locale?: string): string {
     i++;
   }
   const digits = i === 0 ? 0 : v >= 100 ? 0 : 1;
-  return `${new Intl.NumberFormat(locale, { maximumFractionDigits: digits }).format(v)} ${units[i]}`;
+  return `${new Intl.NumberFormat(loc(locale), { maximumFractionDigits: digits }).format(v)} ${units[i]}`;
 }
 
 const UNIT_NAMES: Record<string, string> = {
@@ -190,7 +215,7 @@ export function formatRatio(r: Ratio | undefined, locale?: string): string {
 export function formatMoney(m: Money | undefined, locale?: string): string {
   if (!m || m.value === undefined) return '';
   try {
-    if (m.currency) return new Intl.NumberFormat(locale, { style: 'currency', currency: m.currency }).format(m.value);
+    if (m.currency) return new Intl.NumberFormat(loc(locale), { style: 'currency', currency: m.currency }).format(m.value);
   } catch {
     /* unknown currency code: plain number below */
   }
