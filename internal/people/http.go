@@ -28,17 +28,32 @@ func (s *Service) Routes() []Route {
 	return []Route{
 		{"GET", "/profiles", s.getProfiles},
 		{"POST", "/profiles", s.postProfile},
-		{"GET", "/profiles/{id}", s.getProfile},
+		{"GET", "/profiles/{id}", byID(s, s.Get)},
 		{"PATCH", "/profiles/{id}", s.patchProfile},
-		{"DELETE", "/profiles/{id}", s.deleteProfile},
-		{"GET", "/profiles/{id}/deletion", s.getDeletion},
+		{"DELETE", "/profiles/{id}", byID(s, s.Delete)},
+		{"GET", "/profiles/{id}/deletion", byID(s, s.PlanDelete)},
 		{"POST", "/profiles/{id}/merge", s.postMerge},
 		{"GET", "/merges", s.getMerges},
-		{"POST", "/merges/{id}/undo", s.postUndo},
-		{"POST", "/merges/{id}/confirm", s.postConfirm},
+		{"POST", "/merges/{id}/undo", byID(s, s.Undo)},
+		{"POST", "/merges/{id}/confirm", byID(s, s.Confirm)},
 		{"PUT", "/sources/{id}/profile", s.putSourceProfile},
 		{"PUT", "/sources/{id}/patients/{patient}/profile", s.putPatientProfile},
 		{"GET", "/unlinked", s.getUnlinked},
+	}
+}
+
+// byID is a handler that calls fn with the {id} of the path and answers its result as JSON.
+func byID[T any](s *Service, fn func(context.Context, int64) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := idParam(r, "id")
+		if err == nil {
+			var v T
+			if v, err = fn(r.Context(), id); err == nil {
+				writeJSON(w, http.StatusOK, v)
+				return
+			}
+		}
+		s.fail(w, r, err)
 	}
 }
 
@@ -147,18 +162,6 @@ func (s *Service) postProfile(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, p)
 }
 
-func (s *Service) getProfile(w http.ResponseWriter, r *http.Request) {
-	id, err := idParam(r, "id")
-	if err == nil {
-		var p Profile
-		if p, err = s.Get(r.Context(), id); err == nil {
-			writeJSON(w, http.StatusOK, p)
-			return
-		}
-	}
-	s.fail(w, r, err)
-}
-
 func (s *Service) patchProfile(w http.ResponseWriter, r *http.Request) {
 	id, err := idParam(r, "id")
 	if err != nil {
@@ -176,30 +179,6 @@ func (s *Service) patchProfile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
-}
-
-func (s *Service) getDeletion(w http.ResponseWriter, r *http.Request) {
-	id, err := idParam(r, "id")
-	if err == nil {
-		var p DeletePlan
-		if p, err = s.PlanDelete(r.Context(), id); err == nil {
-			writeJSON(w, http.StatusOK, p)
-			return
-		}
-	}
-	s.fail(w, r, err)
-}
-
-func (s *Service) deleteProfile(w http.ResponseWriter, r *http.Request) {
-	id, err := idParam(r, "id")
-	if err == nil {
-		var p DeletePlan
-		if p, err = s.Delete(r.Context(), id); err == nil {
-			writeJSON(w, http.StatusOK, p)
-			return
-		}
-	}
-	s.fail(w, r, err)
 }
 
 func (s *Service) postMerge(w http.ResponseWriter, r *http.Request) {
@@ -234,30 +213,6 @@ func (s *Service) getMerges(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, list)
-}
-
-func (s *Service) postUndo(w http.ResponseWriter, r *http.Request) {
-	id, err := idParam(r, "id")
-	if err == nil {
-		var m Merge
-		if m, err = s.Undo(r.Context(), id); err == nil {
-			writeJSON(w, http.StatusOK, m)
-			return
-		}
-	}
-	s.fail(w, r, err)
-}
-
-func (s *Service) postConfirm(w http.ResponseWriter, r *http.Request) {
-	id, err := idParam(r, "id")
-	if err == nil {
-		var m Merge
-		if m, err = s.Confirm(r.Context(), id); err == nil {
-			writeJSON(w, http.StatusOK, m)
-			return
-		}
-	}
-	s.fail(w, r, err)
 }
 
 func (s *Service) putSourceProfile(w http.ResponseWriter, r *http.Request) {
