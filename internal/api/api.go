@@ -350,18 +350,18 @@ func (s *Server) counts(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, c)
 }
 
-func limitParam(r *http.Request) (int, error) {
+// pageParams reads the filter and the page size of a list request.
+func pageParams(r *http.Request) (records.Filter, int, error) {
+	f, err := filter(r)
+	if err != nil {
+		return f, 0, err
+	}
 	n, err := queryInt(r, "limit")
-	return int(n), err
+	return f, int(n), err
 }
 
 func (s *Server) listResources(w http.ResponseWriter, r *http.Request) {
-	f, err := filter(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	limit, err := limitParam(r)
+	f, limit, err := pageParams(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -401,12 +401,7 @@ func (s *Server) getResource(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
-	f, err := filter(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	limit, err := limitParam(r)
+	f, limit, err := pageParams(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -427,12 +422,7 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) search(w http.ResponseWriter, r *http.Request) {
-	f, err := filter(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	limit, err := limitParam(r)
+	f, limit, err := pageParams(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
