@@ -6,45 +6,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/fastenhealth/fasten-desktop/internal/backend"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
-	"github.com/fastenhealth/fasten-desktop/internal/secrets"
+	"github.com/fastenhealth/fasten-desktop/internal/secrets/secretstest"
 	"github.com/fastenhealth/fasten-desktop/internal/shareddata"
 )
 
-type memKeyring struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (k *memKeyring) Get(_ context.Context, key string) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if v, ok := k.m[key]; ok {
-		return v, nil
-	}
-	return nil, secrets.ErrNotFound
-}
-func (k *memKeyring) Set(_ context.Context, key string, v []byte) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.m[key] = v
-	return nil
-}
-func (k *memKeyring) Delete(_ context.Context, key string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.m, key)
-	return nil
-}
-
 func TestExportToWritesAWholeBundleAtomically(t *testing.T) {
 	ctx := context.Background()
-	b, err := backend.Open(ctx, backend.Options{DataDir: t.TempDir(), Keyring: &memKeyring{m: map[string][]byte{}}, Getenv: func(string) string { return "" }})
+	b, err := backend.Open(ctx, backend.Options{DataDir: t.TempDir(), Keyring: secretstest.New(), Getenv: func(string) string { return "" }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,46 +5,15 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/fastenhealth/fasten-desktop/internal/secrets"
+	"github.com/fastenhealth/fasten-desktop/internal/secrets/secretstest"
 )
-
-// memKeyring is an in-memory secrets.Store for tests (the app itself has no such fallback).
-type memKeyring struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (k *memKeyring) Get(_ context.Context, key string) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.m[key]
-	if !ok {
-		return nil, secrets.ErrNotFound
-	}
-	return append([]byte(nil), v...), nil
-}
-
-func (k *memKeyring) Set(_ context.Context, key string, v []byte) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.m[key] = append([]byte(nil), v...)
-	return nil
-}
-
-func (k *memKeyring) Delete(_ context.Context, key string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.m, key)
-	return nil
-}
 
 func open(t *testing.T) *Backend {
 	t.Helper()
-	b, err := Open(context.Background(), Options{DataDir: t.TempDir(), Keyring: &memKeyring{m: map[string][]byte{}}, Version: "test",
+	b, err := Open(context.Background(), Options{DataDir: t.TempDir(), Keyring: secretstest.New(), Version: "test",
 		Getenv: func(string) string { return "" }})
 	if err != nil {
 		t.Fatal(err)

@@ -30,44 +30,11 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/api"
 	"github.com/fastenhealth/fasten-desktop/internal/backend"
 	"github.com/fastenhealth/fasten-desktop/internal/guard"
-	"github.com/fastenhealth/fasten-desktop/internal/secrets"
+	"github.com/fastenhealth/fasten-desktop/internal/secrets/secretstest"
 )
 
 // waitFor bounds every wait of these tests.
 const waitFor = 60 * time.Second
-
-// memSecrets is an in-memory secrets.Store (the app itself has no such fallback: it is injected
-// through backend.Options.Keyring, as the tests of the other packages do).
-type memSecrets struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func newMemSecrets() *memSecrets { return &memSecrets{m: map[string][]byte{}} }
-
-func (k *memSecrets) Get(_ context.Context, key string) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.m[key]
-	if !ok {
-		return nil, secrets.ErrNotFound
-	}
-	return append([]byte(nil), v...), nil
-}
-
-func (k *memSecrets) Set(_ context.Context, key string, v []byte) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.m[key] = append([]byte(nil), v...)
-	return nil
-}
-
-func (k *memSecrets) Delete(_ context.Context, key string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.m, key)
-	return nil
-}
 
 // app is the backend as `fasten-desktop serve` runs it: the guard in front (token, Host, Origin,
 // media types), the background services running.
@@ -84,7 +51,7 @@ type app struct {
 func startApp(t *testing.T, lighthouse string) *app {
 	t.Helper()
 	b, err := backend.Open(context.Background(), backend.Options{
-		DataDir: t.TempDir(), LighthouseURL: lighthouse, Version: "e2e", Keyring: newMemSecrets(),
+		DataDir: t.TempDir(), LighthouseURL: lighthouse, Version: "e2e", Keyring: secretstest.New(),
 		Getenv: func(string) string { return "" },
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/api"
+	"github.com/fastenhealth/fasten-desktop/internal/secrets/secretstest"
 )
 
 // BenchmarkHub100Subscribers measures deliveries from the bus to 100 loopback subscribers (each
@@ -33,7 +34,7 @@ func BenchmarkHub100Subscribers(b *testing.B) {
 
 func benchHub(b *testing.B, n, window int) {
 	bus := NewBus(BusOptions{})
-	h, err := NewHub(context.Background(), HubConfig{Bus: bus, DB: openDB(b), Secrets: newMemSecrets(), QueueSize: 1024})
+	h, err := NewHub(context.Background(), HubConfig{Bus: bus, DB: openDB(b), Secrets: secretstest.New(), QueueSize: 1024})
 	if err != nil {
 		b.Fatal(err)
 	}

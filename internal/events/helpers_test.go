@@ -15,7 +15,7 @@ import (
 
 	"github.com/fastenhealth/fasten-desktop/internal/api"
 	"github.com/fastenhealth/fasten-desktop/internal/db"
-	"github.com/fastenhealth/fasten-desktop/internal/secrets"
+	"github.com/fastenhealth/fasten-desktop/internal/secrets/secretstest"
 )
 
 // --- clocks -----------------------------------------------------------------------------------
@@ -93,65 +93,6 @@ func (c *wallClock) Advance(d time.Duration) {
 
 // --- keyring fake -----------------------------------------------------------------------------
 
-type memSecrets struct {
-	mu          sync.Mutex
-	m           map[string][]byte
-	unavailable bool
-}
-
-func newMemSecrets() *memSecrets { return &memSecrets{m: map[string][]byte{}} }
-
-var _ secrets.Store = (*memSecrets)(nil)
-
-func (s *memSecrets) Get(ctx context.Context, key string) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.unavailable {
-		return nil, &secrets.Error{Kind: secrets.ErrUnavailable, Op: "get"}
-	}
-	v, ok := s.m[key]
-	if !ok {
-		return nil, &secrets.Error{Kind: secrets.ErrNotFound, Op: "get"}
-	}
-	return append([]byte(nil), v...), nil
-}
-
-func (s *memSecrets) Set(ctx context.Context, key string, value []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.unavailable {
-		return &secrets.Error{Kind: secrets.ErrUnavailable, Op: "set"}
-	}
-	s.m[key] = append([]byte(nil), value...)
-	return nil
-}
-
-func (s *memSecrets) Delete(ctx context.Context, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.unavailable {
-		return &secrets.Error{Kind: secrets.ErrUnavailable, Op: "delete"}
-	}
-	delete(s.m, key)
-	return nil
-}
-
-func (s *memSecrets) values() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, v := range s.m {
-		out = append(out, string(v))
-	}
-	return out
-}
-
-func (s *memSecrets) setUnavailable(v bool) {
-	s.mu.Lock()
-	s.unavailable = v
-	s.mu.Unlock()
-}
-
 // --- hub environment --------------------------------------------------------------------------
 
 type env struct {
@@ -159,7 +100,7 @@ type env struct {
 	bus     *Bus
 	hub     *Hub
 	db      *db.DB
-	secrets *memSecrets
+	secrets *secretstest.Memory
 	clock   *wallClock
 	handler http.Handler // the API with the hub's routes, no guard (an authenticated request)
 	stop    func()
@@ -179,7 +120,7 @@ func openDB(t testing.TB) *db.DB {
 // newEnv starts a hub on a fresh database with quick retries.
 func newEnv(t *testing.T, mutate ...func(*HubConfig)) *env {
 	t.Helper()
-	e := &env{t: t, bus: NewBus(BusOptions{}), db: openDB(t), secrets: newMemSecrets(), clock: &wallClock{}}
+	e := &env{t: t, bus: NewBus(BusOptions{}), db: openDB(t), secrets: secretstest.New(), clock: &wallClock{}}
 	e.cfg = HubConfig{
 		Bus: e.bus, DB: e.db, Secrets: e.secrets, Now: e.clock.Now,
 		RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond, MaxAttempts: 3,

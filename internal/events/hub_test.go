@@ -299,7 +299,7 @@ func TestOtherParameters(t *testing.T) {
 
 func TestKeyringUnavailableRefusesSubscribing(t *testing.T) {
 	e := newEnv(t)
-	e.secrets.setUnavailable(true)
+	e.secrets.SetUnavailable(true)
 	s := newSubscriber(t, secretA)
 	code, body := e.hubPost(subscribeForm(s.url, "import.done", s.secret))
 	if code != http.StatusServiceUnavailable || body["error"].(map[string]any)["code"] != "keyring_unavailable" {
@@ -417,7 +417,7 @@ func TestExpiredLeaseStopsDeliveries(t *testing.T) {
 		t.Fatalf("expired subscription %+v", got)
 	}
 	e.waitSaved(got.ID, StateExpired)
-	for _, v := range e.secrets.values() {
+	for _, v := range e.secrets.Values() {
 		if v == short.secret {
 			t.Fatal("an expired subscription's secret is still in the keyring")
 		}
@@ -449,7 +449,7 @@ func TestUnsubscribeIsVerified(t *testing.T) {
 	e.hubPost(unsub)
 	e.waitSub(s.url, "removal", func(x Subscription) bool { return x.ID == "" })
 	e.waitSaved(got.ID, "") // the row is gone
-	if len(e.secrets.values()) != 0 {
+	if len(e.secrets.Values()) != 0 {
 		t.Fatal("the secret is still in the keyring")
 	}
 }
@@ -667,7 +667,7 @@ func TestListAndDelete(t *testing.T) {
 	if w := e.do("DELETE", "/hub/subscriptions/"+info.ID, ""); w.Code != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", w.Code, w.Body)
 	}
-	if len(e.hub.Subscriptions()) != 0 || len(e.secrets.values()) != 0 {
+	if len(e.hub.Subscriptions()) != 0 || len(e.secrets.Values()) != 0 {
 		t.Fatal("subscription or secret left after delete")
 	}
 	// The subscriber is told (WebSub "denied"), best effort.
