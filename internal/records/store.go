@@ -41,8 +41,18 @@ type Store struct {
 // New returns a Store on d.
 func New(d *db.DB) *Store { return &Store{db: d, now: time.Now} }
 
-// DB is the underlying database.
-func (s *Store) DB() *db.DB { return s.db }
+// WriteTx runs fn in one write transaction (the database's single writer). Store methods that
+// take a *sql.Tx run inside it; a caller with tables of its own (sync runs, webhooks) may write
+// those in the same transaction, but never names the record tables itself.
+func (s *Store) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.db.WriteTx(ctx, fn)
+}
+
+// Optimize refreshes the query planner's statistics (after a large import or sync).
+func (s *Store) Optimize(ctx context.Context) error { return s.db.Optimize(ctx) }
+
+// Stamp is the store's clock as stored in updated_at columns (RFC 3339, UTC).
+func (s *Store) Stamp() string { return s.stamp() }
 
 // SetClock replaces time.Now (tests).
 func (s *Store) SetClock(now func() time.Time) { s.now = now }
