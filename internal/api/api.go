@@ -15,26 +15,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 )
 
 // Prefix is where the API lives.
-const Prefix = "/api/v1"
+const Prefix = httpkit.Prefix
 
 // Publisher receives the API's events (import progress and results, source changes). The events
 // package implements it; nil drops events.
 type Publisher interface {
 	Publish(topic string, data any)
-}
-
-// Route is one API endpoint. Path is relative to Prefix and uses net/http patterns ({id}).
-type Route struct {
-	Method  string
-	Path    string
-	Handler http.HandlerFunc
 }
 
 // Config holds the API's dependencies.
@@ -74,21 +67,21 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, imports: newTracker(cfg.Now)}
 	s.Add(
-		Route{"GET", "/health", s.health},
-		Route{"POST", "/imports", s.postImport},
-		Route{"GET", "/imports/{id}", s.getImport},
-		Route{"DELETE", "/imports/{id}", s.cancelImport},
-		Route{"GET", "/sources", s.listSources},
-		Route{"GET", "/sources/{id}", s.getSource},
-		Route{"PATCH", "/sources/{id}", s.patchSource},
-		Route{"DELETE", "/sources/{id}", s.deleteSource},
-		Route{"GET", "/resources/counts", s.counts},
-		Route{"GET", "/resources", s.listResources},
-		Route{"GET", "/resources/{type}/{id}", s.getResource},
-		Route{"GET", "/timeline", s.timeline},
-		Route{"GET", "/search", s.search},
-		Route{"GET", "/summary", s.summary},
-		Route{"GET", "/export", s.export},
+		Route{Method: "GET", Path: "/health", Handler: s.health},
+		Route{Method: "POST", Path: "/imports", Handler: s.postImport},
+		Route{Method: "GET", Path: "/imports/{id}", Handler: s.getImport},
+		Route{Method: "DELETE", Path: "/imports/{id}", Handler: s.cancelImport},
+		Route{Method: "GET", Path: "/sources", Handler: s.listSources},
+		Route{Method: "GET", Path: "/sources/{id}", Handler: s.getSource},
+		Route{Method: "PATCH", Path: "/sources/{id}", Handler: s.patchSource},
+		Route{Method: "DELETE", Path: "/sources/{id}", Handler: s.deleteSource},
+		Route{Method: "GET", Path: "/resources/counts", Handler: s.counts},
+		Route{Method: "GET", Path: "/resources", Handler: s.listResources},
+		Route{Method: "GET", Path: "/resources/{type}/{id}", Handler: s.getResource},
+		Route{Method: "GET", Path: "/timeline", Handler: s.timeline},
+		Route{Method: "GET", Path: "/search", Handler: s.search},
+		Route{Method: "GET", Path: "/summary", Handler: s.summary},
+		Route{Method: "GET", Path: "/export", Handler: s.export},
 	)
 	return s
 }
@@ -126,79 +119,35 @@ func (s *Server) Handler() http.Handler {
 }
 
 // --- responses ------------------------------------------------------------------------------
+// The response helpers live in internal/httpkit; these names stay for the routes' callers.
 
-// WriteJSON writes v as JSON with status.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.Encode(v)
-}
+// Route is httpkit.Route.
+type Route = httpkit.Route
 
-// ErrorBody is the JSON error shape.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail is a stable code and a human message.
-type ErrorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// WriteError writes {"error": {"code", "message"}}.
-func WriteError(w http.ResponseWriter, status int, code, msg string) {
-	WriteJSON(w, status, ErrorBody{ErrorDetail{code, msg}})
-}
+// ErrorBody and ErrorDetail are httpkit's error shape.
+type (
+	ErrorBody   = httpkit.ErrorBody
+	ErrorDetail = httpkit.ErrorDetail
+)
 
 // OutcomeSystem names our error codes inside OperationOutcome.details.
-const OutcomeSystem = "https://fastenhealth.com/fasten-desktop/errors"
+const OutcomeSystem = httpkit.OutcomeSystem
 
-// WriteOutcome writes a FHIR OperationOutcome for a refused payload.
-func WriteOutcome(w http.ResponseWriter, status int, code, msg string, location string) {
-	issue := map[string]any{
-		"severity":    "error",
-		"code":        "invalid",
-		"details":     map[string]any{"coding": []map[string]string{{"system": OutcomeSystem, "code": code}}, "text": msg},
-		"diagnostics": msg,
-	}
-	if location != "" {
-		issue["location"] = []string{location}
-	}
-	w.Header().Set("Content-Type", "application/fhir+json; charset=utf-8")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.Encode(map[string]any{"resourceType": "OperationOutcome", "issue": []any{issue}})
-}
+// WriteJSON, WriteError and WriteOutcome are httpkit's.
+var (
+	WriteJSON    = httpkit.WriteJSON
+	WriteError   = httpkit.WriteError
+	WriteOutcome = httpkit.WriteOutcome
+)
 
-// fail maps an error to a response.
+// fail maps an error to a response (httpkit.Fail: errors carry their status).
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var re *importer.RefusedError
-	var le *importer.LimitError
 	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &re):
-		WriteOutcome(w, http.StatusBadRequest, re.Err.Code, re.Err.Error(), re.Err.Pos.String())
-	case errors.As(err, &le):
-		WriteOutcome(w, http.StatusRequestEntityTooLarge, "too_large", le.Msg, "")
-	case errors.As(err, &mbe):
+	if errors.As(err, &mbe) {
 		WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("The upload is larger than the limit of %d MiB.", s.cfg.MaxUpload>>20))
-	case errors.Is(err, importer.ErrEmpty):
-		WriteOutcome(w, http.StatusBadRequest, "empty", err.Error(), "")
-	case errors.Is(err, records.ErrNotFound):
-		WriteError(w, http.StatusNotFound, "not_found", capitalise(err.Error()))
-	case errors.Is(err, records.ErrBadQuery):
-		WriteError(w, http.StatusBadRequest, "bad_request", capitalise(strings.TrimPrefix(err.Error(), records.ErrBadQuery.Error()+": ")))
-	case errors.Is(err, db.ErrDiskFull):
-		WriteError(w, http.StatusInsufficientStorage, "disk_full", capitalise(err.Error()))
-	case errors.Is(err, context.Canceled):
-		WriteError(w, 499, "cancelled", "The request was cancelled; nothing was changed.")
-	default:
-		s.cfg.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		WriteError(w, http.StatusInternalServerError, "internal", "Something went wrong on our side: "+err.Error())
+		return
 	}
+	httpkit.Fail(w, r, s.cfg.Log, err)
 }
 
 func capitalise(s string) string {

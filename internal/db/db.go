@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -252,7 +254,7 @@ func (d *DB) migrate(ctx context.Context) error {
 }
 
 // ErrDiskFull is returned (wrapped) when SQLite could not write because the disk is full.
-var ErrDiskFull = errors.New("the disk is full")
+var ErrDiskFull error = &httpkit.Kind{Status: http.StatusInsufficientStorage, Code: "disk_full", Text: "the disk is full"}
 
 // Explain turns SQLite error codes users can act on into clear, wrapped errors.
 func Explain(err error) error {

@@ -45,6 +45,7 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -55,6 +56,7 @@ import (
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 )
@@ -178,13 +180,24 @@ type RefusedError struct {
 func (e *RefusedError) Error() string { return e.Err.Error() }
 func (e *RefusedError) Unwrap() error { return e.Err }
 
+// HTTPStatus, ErrorCode and OutcomeLocation answer a refused upload with an OperationOutcome
+// naming the position (httpkit.Outcome).
+func (e *RefusedError) HTTPStatus() int         { return http.StatusBadRequest }
+func (e *RefusedError) ErrorCode() string       { return e.Err.Code }
+func (e *RefusedError) OutcomeLocation() string { return e.Err.Pos.String() }
+
 // LimitError means the input is over a limit (zip bomb, too many entries); nothing was written.
 type LimitError struct{ Msg string }
 
 func (e *LimitError) Error() string { return e.Msg }
 
+// HTTPStatus, ErrorCode and OutcomeLocation: a 413 OperationOutcome (httpkit.Outcome).
+func (e *LimitError) HTTPStatus() int         { return http.StatusRequestEntityTooLarge }
+func (e *LimitError) ErrorCode() string       { return "too_large" }
+func (e *LimitError) OutcomeLocation() string { return "" }
+
 // ErrEmpty means no resource was found.
-var ErrEmpty = errors.New("no FHIR resources were found in the file")
+var ErrEmpty error = &httpkit.OutcomeKind{Kind: httpkit.Kind{Status: http.StatusBadRequest, Code: "empty", Text: "no FHIR resources were found in the file"}}
 
 // part is one stream of FHIR JSON: a plain file or one entry of a zip.
 type part struct {

@@ -9,12 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"unicode"
 
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 )
 
 // Page is one page of items.
@@ -24,7 +26,7 @@ type Page struct {
 }
 
 // ErrBadQuery is wrapped by errors in the caller's query (bad cursor, unknown sort...).
-var ErrBadQuery = errors.New("bad query")
+var ErrBadQuery error = &httpkit.Kind{Status: http.StatusBadRequest, Code: "bad_request", Text: "the request is not valid"}
 
 type cursor struct {
 	K string `json:"k"` // sort key of the last item

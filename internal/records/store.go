@@ -11,11 +11,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 )
 
 // Source kinds and statuses.
@@ -30,7 +32,7 @@ const (
 )
 
 // ErrNotFound is returned when a source or resource does not exist.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound error = &httpkit.Kind{Status: http.StatusNotFound, Code: "not_found", Text: "not found"}
 
 // Store reads and writes records.
 type Store struct {
@@ -47,6 +49,9 @@ func New(d *db.DB) *Store { return &Store{db: d, now: time.Now} }
 func (s *Store) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return s.db.WriteTx(ctx, fn)
 }
+
+// DB is the underlying database. Deprecated: being removed (issue 13); use the store's methods.
+func (s *Store) DB() *db.DB { return s.db }
 
 // Optimize refreshes the query planner's statistics (after a large import or sync).
 func (s *Store) Optimize(ctx context.Context) error { return s.db.Optimize(ctx) }
