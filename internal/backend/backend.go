@@ -155,6 +155,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 	b.API.Add(b.Connect.Routes()...)
 	b.Syncer = syncer.New(syncer.Config{
 		Store:    b.Store,
+		DB:       b.DB,
 		Tokens:   b.Connect.TokenManagerFor,
 		Events:   b.Bus,
 		Log:      b.Log.With("part", "syncer"),

@@ -41,6 +41,7 @@ func syncCmd(ctx context.Context, args []string, env Env) error {
 // Log come from b.
 func runSync(ctx context.Context, out io.Writer, b *backend.Backend, cfg syncer.Config, only int64) error {
 	cfg.Store = b.Store
+	cfg.DB = b.DB
 	cfg.Log = b.Log.With("part", "syncer")
 	s := syncer.New(cfg)
 	if n, err := s.MarkInterrupted(ctx); err != nil {

@@ -58,7 +58,7 @@ func bundleOf(t *testing.T, p sandbox.PatientInfo) string {
 // syncNow runs one sync of a source with the real syncer.
 func (e *env) syncNow(id int64) {
 	e.t.Helper()
-	sy := syncer.New(syncer.Config{Store: e.store, Tokens: e.svc.TokenManagerFor})
+	sy := syncer.New(syncer.Config{Store: e.store, DB: e.db, Tokens: e.svc.TokenManagerFor})
 	res, err := sy.RunOnce(context.Background(), []int64{id})
 	if err != nil {
 		e.t.Fatal(err)

@@ -57,6 +57,7 @@ import (
 
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
 	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
+	"github.com/fastenhealth/fasten-desktop/internal/ingest"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 )
@@ -263,27 +264,22 @@ func (st *state) warn(limit int, format string, args ...any) {
 	}
 }
 
-// assignID gives an id to a resource that has none: the uuid of a urn:uuid fullUrl, else a hash
-// of the resource's bytes (stable across re-imports of the same file).
-func assignID(e *fhir.Entry) string {
-	if u, ok := strings.CutPrefix(e.FullURL, "urn:uuid:"); ok && fhir.ValidID(u) {
-		return u
-	}
-	h := sha256.Sum256(e.Raw)
-	return hex.EncodeToString(h[:16])
-}
+// fileRules are how entries of a file become rows (ingest): ids are assigned where missing, and
+// only a search result's OperationOutcomes are left out.
+var fileRules = ingest.Options{AssignIDs: true}
 
-func withID(raw []byte, id string) []byte {
-	enc, _ := json.Marshal(id)
-	out := make([]byte, 0, len(raw)+len(enc)+8)
-	out = append(out, '{')
-	out = append(out, `"id":`...)
-	out = append(out, enc...)
-	rest := bytes.TrimLeft(raw[1:], " \t\r\n")
-	if len(rest) > 0 && rest[0] != '}' {
-		out = append(out, ',')
+// person is whose each record of input file i is: the caller's choice by patient when given,
+// else the import plan's (internal/people matched the file's patients between the passes).
+func (st *state) person(i int, override func(string) *int64) ingest.Person {
+	return func(patientRef string) *int64 {
+		if override != nil && patientRef != "" {
+			return override(patientRef)
+		}
+		if st.plan != nil {
+			return st.plan.ProfileFor(i, patientRef)
+		}
+		return nil
 	}
-	return append(out, raw[1:]...)
 }
 
 func (st *state) resolve(ref string) (string, bool) {
@@ -357,9 +353,9 @@ func (im *Importer) Import(ctx context.Context, inputs []Input, opt Options) (*R
 	}
 
 	// Pass 2: write, one source per file, all in one transaction.
-	err = im.store.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+	err = im.store.WriteTx(ctx, func(tx *sql.Tx) error {
 		res.Sources = make([]FileResult, len(inputs))
-		writers := make([]*records.Writer, len(inputs))
+		writers := make([]*ingest.Writer, len(inputs))
 		plan := make([]people.ImportFile, len(inputs))
 		defer func() {
 			for _, w := range writers {
@@ -384,9 +380,11 @@ func (im *Importer) Import(ctx context.Context, inputs []Input, opt Options) (*R
 			if res.SourceID == 0 {
 				res.SourceID, res.ReusedSource = sourceID, reused
 			}
-			if writers[i], err = im.store.NewWriter(ctx, tx, sourceID, fresh && fs.duplicates == 0); err != nil {
+			w, err := im.store.NewWriter(ctx, tx, sourceID, fresh && fs.duplicates == 0)
+			if err != nil {
 				return err
 			}
+			writers[i] = ingest.NewWriter(w, st.person(i, opt.ProfileFor))
 		}
 		// Whose each record is, decided before any is written (one INSERT per record, no update).
 		var perr error
@@ -417,7 +415,7 @@ func (im *Importer) Import(ctx context.Context, inputs []Input, opt Options) (*R
 		return nil, err
 	}
 	// Many rows changed: refresh the planner's statistics (bounded; a failure only costs speed).
-	if oerr := im.store.DB().Optimize(ctx); oerr != nil {
+	if oerr := im.store.Optimize(ctx); oerr != nil {
 		im.log.Warn("could not refresh query statistics", "err", oerr)
 	}
 	if st.unresolved > 0 {
@@ -657,26 +655,22 @@ func (im *Importer) check(ctx context.Context, p part, st *state, opt Options, p
 	scanOpt := im.limits.Scan
 	scanOpt.ContinueOnInvalid = opt.SkipInvalid
 	err = fhir.Scan(ctx, br, p.name, scanOpt, func(e *fhir.Entry) error {
-		if e.Invalid != nil {
+		switch ingest.Classify(e, fileRules) {
+		case ingest.Invalid:
 			st.skip(e.Invalid, im.limits.MaxSkipped)
 			return nil
-		}
-		if e.Raw == nil {
+		case ingest.Empty:
 			if e.Method == "DELETE" {
 				st.warn(im.limits.MaxWarnings, "%s: a DELETE request for %s was not applied (imports never delete records)", e.Pos, e.RequestURL)
 			} else {
 				st.warn(im.limits.MaxWarnings, "%s: a Bundle entry without a resource was ignored", e.Pos)
 			}
 			return nil
-		}
-		if e.Type == "OperationOutcome" && e.BundleType == "searchset" {
+		case ingest.Outcome:
 			st.warn(im.limits.MaxWarnings, "%s: the server's OperationOutcome message in this search result was not imported", e.Pos)
 			return nil
 		}
-		id := e.ID
-		if id == "" {
-			id = assignID(e)
-		}
+		id := ingest.ID(e)
 		ref := e.Type + "/" + id
 		k := st.key(e.Type, id)
 		if _, dup := fs.seen[k]; dup {
@@ -764,7 +758,7 @@ type batch struct {
 
 // write is pass 2: parse on a goroutine, store here. It returns the Patient references the
 // records of each input named.
-func (im *Importer) write(ctx context.Context, parts []part, st *state, opt Options, writers []*records.Writer, res *Result, prog *progress) ([]map[string]struct{}, error) {
+func (im *Importer) write(ctx context.Context, parts []part, st *state, opt Options, writers []*ingest.Writer, res *Result, prog *progress) ([]map[string]struct{}, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := make(chan batch, 8)
@@ -851,35 +845,20 @@ func (im *Importer) produce(ctx context.Context, p part, st *state, opt Options,
 	}
 	scanOpt := im.limits.Scan
 	scanOpt.ContinueOnInvalid = opt.SkipInvalid
+	rules := fileRules
+	rules.Resolve = st.resolve
 	err = fhir.Scan(ctx, br, p.name, scanOpt, func(e *fhir.Entry) error {
-		if e.Invalid != nil || e.Raw == nil || (e.Type == "OperationOutcome" && e.BundleType == "searchset") {
+		if ingest.Classify(e, rules) != ingest.Keep {
 			return nil
-		}
-		raw := e.Raw
-		id := e.ID
-		if id == "" {
-			id = assignID(e)
 		}
 		for _, r := range e.Refs {
 			if _, ok := st.resolve(r.Value); !ok && (strings.HasPrefix(r.Value, "urn:") || strings.Contains(r.Value, "?")) {
 				st.unresolved++
 			}
 		}
-		raw = fhir.RewriteRefs(raw, e.Refs, st.resolve)
-		if e.ID == "" {
-			raw = withID(raw, id)
-		}
-		ix, err := fhir.IndexResource(raw)
+		row, err := ingest.Row(e, rules)
 		if err != nil {
-			return &fhir.Error{Pos: e.Pos, Code: fhir.CodeInvalidJSON, Msg: err.Error()}
-		}
-		ix.ID = id
-		row := records.Row{Type: e.Type, ID: id, Raw: string(raw), Index: ix}
-		switch {
-		case opt.ProfileFor != nil && ix.Patient != "":
-			row.ProfileID = opt.ProfileFor(ix.Patient)
-		case st.plan != nil:
-			row.ProfileID = st.plan.ProfileFor(p.input, ix.Patient)
+			return err
 		}
 		return emit(row)
 	})

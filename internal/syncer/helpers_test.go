@@ -191,6 +191,7 @@ func (e *env) tokens(ctx context.Context, src records.Source) (*smart.TokenManag
 func (e *env) config(ev *events) Config {
 	c := Config{
 		Store:  e.store,
+		DB:     e.db,
 		Tokens: e.tokens,
 		Log:    slog.New(slog.DiscardHandler),
 		Sleep:  func(ctx context.Context, d time.Duration) error { return ctx.Err() },

@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
+	"github.com/fastenhealth/fasten-desktop/internal/ingest"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/smart"
 )
@@ -125,7 +125,7 @@ func (s *Syncer) finish(ctx context.Context, r *syncRun, err error) {
 		if len(res.Warnings) > 0 {
 			lastErr = warningText(res.Warnings)
 		}
-		ferr := s.cfg.Store.DB().WriteTx(wctx, func(tx *sql.Tx) error {
+		ferr := s.cfg.Store.WriteTx(wctx, func(tx *sql.Tx) error {
 			if r.full {
 				n, err := r.markMissing(wctx, tx, end)
 				if err != nil {
@@ -153,7 +153,7 @@ func (s *Syncer) finish(ctx context.Context, r *syncRun, err error) {
 			status = records.StatusError
 		}
 		lastErr = res.Error
-		ferr := s.cfg.Store.DB().WriteTx(wctx, func(tx *sql.Tx) error {
+		ferr := s.cfg.Store.WriteTx(wctx, func(tx *sql.Tx) error {
 			if status != "" {
 				if err := s.sourceStatusTx(wctx, tx, src.ID, status, lastErr, nil, nil); err != nil {
 					return err
@@ -166,7 +166,7 @@ func (s *Syncer) finish(ctx context.Context, r *syncRun, err error) {
 		}
 	default:
 		res.Status, res.Err, res.Error = RunCancelled, ctx.Err(), "The sync was stopped before it finished."
-		ferr := s.cfg.Store.DB().WriteTx(wctx, func(tx *sql.Tx) error { return finishRunTx(wctx, tx, res.RunID, end, res) })
+		ferr := s.cfg.Store.WriteTx(wctx, func(tx *sql.Tx) error { return finishRunTx(wctx, tx, res.RunID, end, res) })
 		if ferr != nil {
 			s.log.Error("could not record a cancelled sync", "source_id", src.ID, "run_id", res.RunID, "err", ferr)
 		}
@@ -571,25 +571,24 @@ func (r *syncRun) parse(ctx context.Context, body []byte, name string) (parsed, 
 	var out parsed
 	pageSeen := map[string]struct{}{}
 	refSeen := map[string]struct{}{}
+	// A provider's entries: ids required, its OperationOutcomes are messages, and absolute
+	// references under its FHIR base become Type/id (ingest, the step imports share).
+	rules := ingest.Options{DropOutcomes: true, Resolve: r.relative}
 	err := fhir.Scan(ctx, bytes.NewReader(body), name, fhir.Options{ContinueOnInvalid: true}, func(e *fhir.Entry) error {
-		switch {
-		case e.Invalid != nil:
+		switch ingest.Classify(e, rules) {
+		case ingest.Invalid, ingest.NoID:
 			out.invalid++
 			return nil
-		case e.Raw == nil:
+		case ingest.Empty:
 			return nil
-		case e.Type == "OperationOutcome":
+		case ingest.Outcome:
 			out.outcomes++
-			return nil
-		case e.ID == "":
-			out.invalid++
 			return nil
 		}
 		key := e.Type + "/" + e.ID
 		if _, dup := pageSeen[key]; dup {
 			return nil
 		}
-		raw := fhir.RewriteRefs(e.Raw, e.Refs, r.relative)
 		for _, ref := range e.Refs {
 			v := ref.Value
 			if nv, ok := r.relative(v); ok {
@@ -603,16 +602,15 @@ func (r *syncRun) parse(ctx context.Context, body []byte, name string) (parsed, 
 				}
 			}
 		}
-		ix, err := fhir.IndexResource(raw)
+		row, err := ingest.Row(e, rules)
 		if err != nil {
 			out.invalid++
 			return nil
 		}
-		if ix.Patient != "" && ix.Patient != r.patientRef {
+		if p := row.Index.Patient; p != "" && p != r.patientRef {
 			out.foreign++
 			return nil
 		}
-		row := records.Row{Type: e.Type, ID: e.ID, Raw: string(raw), Index: ix}
 		pageSeen[key] = struct{}{}
 		out.rows = append(out.rows, row)
 		return nil
@@ -656,20 +654,20 @@ func (r *syncRun) write(ctx context.Context, pg parsed) error {
 		return nil
 	}
 	outs := make([]records.Outcome, len(rows))
-	err := r.s.cfg.Store.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+	err := r.s.cfg.Store.WriteTx(ctx, func(tx *sql.Tx) error {
 		// A provider source holds one patient: every record it syncs is its person's, read in
 		// the page's transaction so a re-assignment during a sync is never undone by it.
-		var profile *int64
-		if err := tx.QueryRowContext(ctx, `SELECT profile_id FROM sources WHERE id = ?`, r.src.ID).Scan(&profile); err != nil {
-			return err
-		}
-		w, err := r.s.cfg.Store.NewWriter(ctx, tx, r.src.ID, false)
+		profile, err := r.s.cfg.Store.SourceProfileTx(ctx, tx, r.src.ID)
 		if err != nil {
 			return err
 		}
+		rw, err := r.s.cfg.Store.NewWriter(ctx, tx, r.src.ID, false)
+		if err != nil {
+			return err
+		}
+		w := ingest.NewWriter(rw, ingest.OnePerson(profile))
 		defer w.Close()
 		for i, row := range rows {
-			row.ProfileID = profile
 			if outs[i], err = w.Put(ctx, row); err != nil {
 				return err
 			}
@@ -799,39 +797,14 @@ func (r *syncRun) resolveRefs(ctx context.Context) error {
 
 // notStored returns the keys of todo that the source does not hold yet.
 func (r *syncRun) notStored(ctx context.Context, todo []string) ([]string, error) {
+	have, err := r.s.cfg.Store.StoredKeys(ctx, r.src.ID, todo)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
-	const chunk = 200
-	for i := 0; i < len(todo); i += chunk {
-		part := todo[i:min(i+chunk, len(todo))]
-		args := []any{r.src.ID}
-		var conds []string
-		for _, k := range part {
-			t, id, _ := strings.Cut(k, "/")
-			conds = append(conds, "(type = ? AND fhir_id = ?)")
-			args = append(args, t, id)
-		}
-		rows, err := r.s.cfg.Store.DB().Read.QueryContext(ctx,
-			`SELECT type, fhir_id FROM resources WHERE source_id = ? AND (`+strings.Join(conds, " OR ")+`)`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("read stored records: %w", err)
-		}
-		have := map[string]bool{}
-		for rows.Next() {
-			var t, id string
-			if err := rows.Scan(&t, &id); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			have[t+"/"+id] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		for _, k := range part {
-			if !have[k] {
-				out = append(out, k)
-			}
+	for _, k := range todo {
+		if !have[k] {
+			out = append(out, k)
 		}
 	}
 	return out, nil
@@ -840,42 +813,10 @@ func (r *syncRun) notStored(ctx context.Context, todo []string) ([]string, error
 // markMissing sets missing_since on the source's resources this full sync did not return, for
 // the types it fetched completely.
 func (r *syncRun) markMissing(ctx context.Context, tx *sql.Tx, now time.Time) (int, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, type, fhir_id FROM resources WHERE source_id = ? AND missing_since IS NULL`, r.src.ID)
-	if err != nil {
-		return 0, db.Explain(err)
-	}
-	var gone []int64
-	for rows.Next() {
-		var id int64
-		var t, fid string
-		if err := rows.Scan(&id, &t, &fid); err != nil {
-			rows.Close()
-			return 0, err
+	return r.s.cfg.Store.MarkMissingTx(ctx, tx, r.src.ID, stamp(now), func(t, id string) bool {
+		if _, ok := r.seen[t+"/"+id]; ok {
+			return false
 		}
-		if _, ok := r.seen[t+"/"+fid]; ok {
-			continue
-		}
-		if r.allComplete || r.complete[t] {
-			gone = append(gone, id)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, err
-	}
-	if len(gone) == 0 {
-		return 0, nil
-	}
-	st, err := tx.PrepareContext(ctx, `UPDATE resources SET missing_since = ? WHERE id = ?`)
-	if err != nil {
-		return 0, db.Explain(err)
-	}
-	defer st.Close()
-	ts := stamp(now)
-	for _, id := range gone {
-		if _, err := st.ExecContext(ctx, ts, id); err != nil {
-			return 0, db.Explain(err)
-		}
-	}
-	return len(gone), nil
+		return r.allComplete || r.complete[t]
+	})
 }

@@ -45,6 +45,30 @@ func isDue(now, last time.Time, interval time.Duration) bool {
 	return !dueAt(last, interval).After(now)
 }
 
+// runStore is the syncer's own table, sync_runs (one row per attempt), in the record database.
+type runStore struct{ db *db.DB }
+
+// lastAttempts returns, per source, the start of its latest run that ended ok or failed
+// (cancelled and interrupted runs do not count).
+func (rs runStore) lastAttempts(ctx context.Context) (map[int64]string, error) {
+	rows, err := rs.db.Read.QueryContext(ctx, `SELECT source_id, max(started_at) FROM sync_runs
+		WHERE status IN ('ok', 'failed') GROUP BY source_id`)
+	if err != nil {
+		return nil, fmt.Errorf("read the last sync runs: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var at string
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, err
+		}
+		out[id] = at
+	}
+	return out, rows.Err()
+}
+
 type dueInfo struct {
 	id   int64
 	last time.Time // last completed attempt
@@ -54,29 +78,23 @@ type dueInfo struct {
 // its latest run that ended ok or failed (cancelled and interrupted runs do not count, so a sync
 // cut short by a quit or crash is due again at the next start).
 func (s *Syncer) dueList(ctx context.Context) ([]dueInfo, error) {
-	rows, err := s.cfg.Store.DB().Read.QueryContext(ctx, `SELECT s.id, coalesce(s.last_sync, ''),
-		coalesce((SELECT max(r.started_at) FROM sync_runs r WHERE r.source_id = s.id AND r.status IN ('ok', 'failed')), '')
-		FROM sources s WHERE s.kind = 'provider' AND s.status IN ('connected', 'error') ORDER BY s.id`)
+	srcs, err := s.cfg.Store.SyncableSources(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list due sources: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	var out []dueInfo
-	for rows.Next() {
-		var d dueInfo
-		var lastSync, lastRun string
-		if err := rows.Scan(&d.id, &lastSync, &lastRun); err != nil {
-			return nil, err
-		}
-		for _, t := range []time.Time{parseStamp(lastSync), parseStamp(lastRun)} {
+	lastRuns, err := s.runs.lastAttempts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dueInfo, 0, len(srcs))
+	for _, src := range srcs {
+		d := dueInfo{id: src.ID}
+		for _, t := range []time.Time{parseStamp(src.LastSync), parseStamp(lastRuns[src.ID])} {
 			if t.After(d.last) {
 				d.last = t
 			}
 		}
 		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	s.mu.Lock()
 	for i := range out {
@@ -116,7 +134,7 @@ func (s *Syncer) scheduleDue(ctx context.Context, trigger Trigger) (time.Time, e
 // interrupted runs. Run calls it at start; the one-shot command line calls it before RunOnce.
 func (s *Syncer) MarkInterrupted(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.cfg.Store.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.runs.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		s.mu.Lock()
 		busy := make([]any, 0, len(s.jobs))
 		for id := range s.jobs {
@@ -142,7 +160,7 @@ func (s *Syncer) MarkInterrupted(ctx context.Context) (int64, error) {
 
 func (s *Syncer) insertRun(ctx context.Context, sourceID int64, trigger Trigger, start time.Time) (int64, error) {
 	var id int64
-	err := s.cfg.Store.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.runs.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO sync_runs(source_id, trigger_kind, started_at, status) VALUES (?,?,?,'running')`,
 			sourceID, string(trigger), stamp(start))
 		if err != nil {
@@ -208,7 +226,7 @@ func (s *Syncer) Runs(ctx context.Context, sourceID int64, limit int) ([]Run, er
 		limit = 50
 	}
 	limit = min(limit, 500)
-	rows, err := s.cfg.Store.DB().Read.QueryContext(ctx, `SELECT id, source_id, trigger_kind, started_at, finished_at, status,
+	rows, err := s.runs.db.Read.QueryContext(ctx, `SELECT id, source_id, trigger_kind, started_at, finished_at, status,
 		added, updated, unchanged, requests, error FROM sync_runs WHERE source_id = ? ORDER BY started_at DESC, id DESC LIMIT ?`, sourceID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read sync history: %w", err)

@@ -388,7 +388,8 @@ func TestCancel(t *testing.T) {
 // TestSetIntervalAppliesAtOnce: shortening the interval while Run waits makes a source that is
 // now due sync without waiting for the old schedule.
 func TestSetIntervalAppliesAtOnce(t *testing.T) {
-	s := New(Config{Store: newEnv(t).store, Interval: 24 * time.Hour})
+	e := newEnv(t)
+	s := New(Config{Store: e.store, DB: e.db, Interval: 24 * time.Hour})
 	if s.every() != 24*time.Hour {
 		t.Fatalf("interval %v", s.every())
 	}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/smart"
 )
@@ -63,6 +64,8 @@ const (
 // defaults above.
 type Config struct {
 	Store *records.Store
+	// DB is the database that holds the syncer's own sync_runs table (the store's database).
+	DB *db.DB
 	// Tokens builds a source's TokenManager. Nil: every job fails with "the token store is not
 	// configured" and the source's status is left alone.
 	Tokens TokenFunc
@@ -205,9 +208,10 @@ type RunResult struct {
 
 // Syncer is the sync supervisor. Its methods are safe for concurrent use.
 type Syncer struct {
-	cfg Config
-	log *slog.Logger
-	sem chan struct{} // one token per running job (Config.Concurrency)
+	cfg  Config
+	log  *slog.Logger
+	runs runStore
+	sem  chan struct{} // one token per running job (Config.Concurrency)
 
 	mu       sync.Mutex
 	jobs     map[int64]*job // queued or running, by source id
@@ -244,8 +248,8 @@ type job struct {
 
 // New returns a Syncer. It panics when cfg.Store is nil (a wiring bug).
 func New(cfg Config) *Syncer {
-	if cfg.Store == nil {
-		panic("syncer: Config.Store is nil")
+	if cfg.Store == nil || cfg.DB == nil {
+		panic("syncer: Config.Store or Config.DB is nil")
 	}
 	cfg.defaults()
 	s := &Syncer{
@@ -255,6 +259,7 @@ func New(cfg Config) *Syncer {
 		jobs:    map[int64]*job{},
 		lastTry: map[int64]time.Time{},
 		wake:    make(chan struct{}, 1),
+		runs:    runStore{db: cfg.DB},
 	}
 	s.interval.Store(int64(cfg.Interval))
 	return s
@@ -472,7 +477,7 @@ func (s *Syncer) execute(ctx context.Context, j *job) {
 	j.res = s.syncOne(ctx, j)
 	if j.res.Added+j.res.Updated > 0 {
 		// Refresh the planner's statistics after new records (bounded; only costs speed if it fails).
-		if err := s.cfg.Store.DB().Optimize(ctx); err != nil && ctx.Err() == nil {
+		if err := s.cfg.Store.Optimize(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("could not refresh query statistics", "err", err)
 		}
 	}
