@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/db"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/smart"
 )
@@ -161,9 +162,9 @@ func sleep(ctx context.Context, d time.Duration) error {
 // Errors of Enqueue and RunOnce.
 var (
 	// ErrNotProvider: the source is a file import; there is nothing to sync.
-	ErrNotProvider = errors.New("this source is a file import; there is nothing to sync")
+	ErrNotProvider error = &httpkit.Kind{Status: http.StatusConflict, Code: "conflict", Text: "this source is a file import; there is nothing to sync"}
 	// ErrReconnectNeeded is matched by the error of a source whose sign-in is gone.
-	ErrReconnectNeeded = errors.New("the provider needs a new sign-in")
+	ErrReconnectNeeded error = &httpkit.Kind{Status: http.StatusConflict, Code: "reconnect_needed", Text: "the provider needs a new sign-in"}
 	// ErrNoTokens: Config.Tokens is nil.
 	ErrNoTokens = errors.New("cannot sync: the token store is not configured")
 )
@@ -177,6 +178,10 @@ func (e *ReconnectError) Error() string {
 
 // Is makes errors.Is(err, ErrReconnectNeeded) true.
 func (e *ReconnectError) Is(target error) bool { return target == ErrReconnectNeeded }
+
+// HTTPStatus and ErrorCode answer a sync request for such a source (httpkit.Coded).
+func (e *ReconnectError) HTTPStatus() int   { return http.StatusConflict }
+func (e *ReconnectError) ErrorCode() string { return "reconnect_needed" }
 
 // RunResult is the outcome of one sync of one source.
 type RunResult struct {
