@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -46,6 +47,7 @@ func (p Position) String() string {
 // Error codes: stable values the API and the CLI expose.
 const (
 	CodeInvalidJSON         = "invalid_json"
+	CodeNumberRange         = "number_out_of_range"
 	CodeInvalidUTF8         = "invalid_utf8"
 	CodeBOM                 = "byte_order_mark"
 	CodeDuplicateKey        = "duplicate_key"
@@ -932,6 +934,8 @@ func (s *scanner) literal(lit string) error {
 func (s *scanner) number() error {
 	// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 	start := s.here()
+	var lit []byte // the number as written, for the range check (numbers are short)
+	long := false
 	next := func() (byte, bool) {
 		if s.pos >= s.end {
 			if err := s.fill(); err != nil {
@@ -940,6 +944,14 @@ func (s *scanner) number() error {
 		}
 		return s.buf[s.pos], true
 	}
+	adv := func() {
+		if len(lit) < maxNumberLen {
+			lit = append(lit, s.buf[s.pos])
+		} else {
+			long = true
+		}
+		s.pos++
+	}
 	digits := func() int {
 		n := 0
 		for {
@@ -947,7 +959,7 @@ func (s *scanner) number() error {
 			if !ok || c < '0' || c > '9' {
 				return n
 			}
-			s.pos++
+			adv()
 			n++
 		}
 	}
@@ -955,34 +967,47 @@ func (s *scanner) number() error {
 		return &Error{Pos: start, Code: CodeInvalidJSON, Msg: "invalid number", Fatal: true, Resource: s.curName()}
 	}
 	if c, _ := next(); c == '-' {
-		s.pos++
+		adv()
 	}
 	c, ok := next()
 	if !ok {
 		return bad()
 	}
 	if c == '0' {
-		s.pos++
+		adv()
 	} else if digits() == 0 {
 		return bad()
 	}
 	if c, ok := next(); ok && c == '.' {
-		s.pos++
+		adv()
 		if digits() == 0 {
 			return bad()
 		}
 	}
 	if c, ok := next(); ok && (c == 'e' || c == 'E') {
-		s.pos++
+		adv()
 		if c, ok := next(); ok && (c == '+' || c == '-') {
-			s.pos++
+			adv()
 		}
 		if digits() == 0 {
 			return bad()
 		}
 	}
+	// A number no 64-bit float can hold (1e999999) is refused: stored and served back, it would
+	// break every reader downstream.
+	switch {
+	case long:
+		s.invalid(start, CodeNumberRange, "a number of more than %d characters is not accepted", maxNumberLen)
+	default:
+		if f, err := strconv.ParseFloat(string(lit), 64); err != nil && (math.IsInf(f, 0) || errors.Is(err, strconv.ErrSyntax)) {
+			s.invalid(start, CodeNumberRange, "the number %.40s is out of range (too large for a 64-bit number)", lit)
+		}
+	}
 	return nil
 }
+
+// maxNumberLen bounds a JSON number's length (FHIR decimals have at most 18 significant digits).
+const maxNumberLen = 256
 
 // str reads the rest of a string after its opening quote; it decodes the value when keep is
 // true. key decides the length limit (base64 "data" is exempt).
