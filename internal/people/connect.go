@@ -4,10 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strings"
 
-	"github.com/fastenhealth/fasten-desktop/internal/db"
+	"github.com/fastenhealth/fasten-desktop/internal/records"
 )
 
 // Provisional returns the person reserved for sign-ins made without choosing someone: a hidden
@@ -16,9 +15,10 @@ import (
 // a cancelled or failed sign-in does not use up another user at the Lighthouse.
 func (s *Service) Provisional(ctx context.Context) (int64, error) {
 	var id int64
-	err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `SELECT id FROM profiles WHERE provisional = 1 ORDER BY id LIMIT 1`).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
+	err := s.store.WriteTx(ctx, func(tx *sql.Tx) error {
+		var found bool
+		var err error
+		if id, found, err = s.store.ProvisionalProfile(ctx, tx); err == nil && !found {
 			id, err = s.insertTx(ctx, tx, "New person", "", "", true)
 		}
 		return err
@@ -67,16 +67,16 @@ func (s *Service) SettleConnect(ctx context.Context, in Settle) (Settled, error)
 	}
 	pt, known := in.patient()
 	var out Settled
-	err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.store.WriteTx(ctx, func(tx *sql.Tx) error {
 		now := s.stamp()
 		switch {
 		case in.Chosen != nil:
-			if err := liveTx(ctx, tx, *in.Chosen); err != nil {
+			if err := s.store.CheckProfile(ctx, tx, *in.Chosen); err != nil {
 				return err
 			}
 			out.ProfileID, out.How = *in.Chosen, "chosen"
 		case known:
-			m, err := loadMatcher(ctx, tx)
+			m, err := s.loadMatcher(ctx, tx)
 			if err != nil {
 				return err
 			}
@@ -88,39 +88,34 @@ func (s *Service) SettleConnect(ctx context.Context, in Settle) (Settled, error)
 			if name == "" {
 				name = "New person"
 			}
-			res, err := tx.ExecContext(ctx, `UPDATE profiles SET provisional = 0, name = ?, birth_date = ?, gender = ?, updated_at = ?
-				WHERE id = ? AND provisional = 1`, name, nullStr(pt.BirthDate), nullStr(pt.Gender), now, in.Provisional)
+			claimed, err := s.store.ClaimProvisional(ctx, tx, in.Provisional, name, pt.BirthDate, pt.Gender, now)
 			if err != nil {
-				return db.Explain(err)
+				return err
 			}
-			if n, _ := res.RowsAffected(); n == 1 {
+			if claimed {
 				out.ProfileID = in.Provisional
 			} else if out.ProfileID, err = s.insertTx(ctx, tx, name, pt.BirthDate, pt.Gender, false); err != nil {
 				return err
 			}
 		}
 		prof := out.ProfileID
-		res, err := tx.ExecContext(ctx, `UPDATE sources SET profile_id = ?, updated_at = ? WHERE id = ?`, prof, now, in.SourceID)
-		if err != nil {
-			return db.Explain(err)
+		if err := s.store.SetSourceProfile(ctx, tx, in.SourceID, prof, now); err != nil {
+			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("source %d: %w", in.SourceID, ErrNotFound)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO source_patients(source_id, patient_ref, profile_id, updated_at) VALUES (?,?,?,?)
-			ON CONFLICT(source_id, patient_ref) DO UPDATE SET profile_id = excluded.profile_id, updated_at = excluded.updated_at`,
-			in.SourceID, in.PatientRef, prof, now); err != nil {
-			return db.Explain(err)
+		if err := s.store.MapPatients(ctx, tx, in.SourceID, []records.PatientMapping{{Ref: in.PatientRef, ProfileID: &prof}}, false, now); err != nil {
+			return err
 		}
 		if known {
-			if err := savePatientTx(ctx, tx, in.SourceID, pt, now); err != nil {
+			if err := s.store.SavePatient(ctx, tx, in.SourceID, pt, now); err != nil {
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE resources SET profile_id = ? WHERE source_id = ? AND profile_id IS NOT ?`, prof, in.SourceID, prof); err != nil {
-			return db.Explain(err)
+		if _, err := s.store.AssignSourceRecords(ctx, tx, in.SourceID, prof); err != nil {
+			return err
 		}
-		return tx.QueryRowContext(ctx, `SELECT name FROM profiles WHERE id = ?`, prof).Scan(&out.Name)
+		var err error
+		out.Name, err = s.store.ProfileName(ctx, tx, prof)
+		return err
 	})
 	if err != nil {
 		return Settled{}, err

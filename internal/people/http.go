@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
+	"github.com/fastenhealth/fasten-desktop/internal/records"
 )
 
 // Route is one HTTP endpoint, relative to the API prefix (/api/v1); the backend registers them
@@ -79,7 +79,7 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, "not_found", strings.ToUpper(msg[:1])+msg[1:]+".")
 	case errors.Is(err, ErrChanged):
 		writeError(w, http.StatusConflict, "changed", "The records changed while deleting; nothing was deleted. Please try again.")
-	case errors.Is(err, db.ErrDiskFull):
+	case errors.Is(err, records.ErrDiskFull):
 		writeError(w, http.StatusInsufficientStorage, "disk_full", err.Error())
 	case errors.Is(err, context.Canceled):
 		writeError(w, 499, "cancelled", "The request was cancelled; nothing was changed.")

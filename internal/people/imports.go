@@ -3,9 +3,8 @@ package people
 import (
 	"context"
 	"database/sql"
-	"fmt"
 
-	"github.com/fastenhealth/fasten-desktop/internal/db"
+	"github.com/fastenhealth/fasten-desktop/internal/records"
 )
 
 // ImportFile is what an import learned about one of its files in its first pass.
@@ -60,62 +59,25 @@ func (p *ImportPlan) ProfileFor(file int, patientRef string) *int64 {
 }
 
 // loadMatcher reads every person's known Patients (and the people's own name and birth date).
-func loadMatcher(ctx context.Context, tx *sql.Tx) (*matcher, error) {
+func (s *Service) loadMatcher(ctx context.Context, tx *sql.Tx) (*matcher, error) {
+	md, err := s.store.LoadMatchData(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
 	m := newMatcher()
-	rows, err := tx.QueryContext(ctx, `SELECT p.id, p.name, coalesce(p.birth_date,''), coalesce(p.gender,'') FROM profiles p WHERE `+visible)
-	if err != nil {
-		return nil, fmt.Errorf("read people: %w", db.Explain(err))
+	for _, k := range md.People {
+		m.addName(k.ProfileID, nameKeyOf(k.Name), k.BirthDate, k.Gender)
 	}
-	for rows.Next() {
-		var id int64
-		var name, birth, gender string
-		if err := rows.Scan(&id, &name, &birth, &gender); err != nil {
-			rows.Close()
-			return nil, err
+	for _, k := range md.Patients {
+		m.addName(k.ProfileID, k.NameKey, k.BirthDate, k.Gender)
+	}
+	for _, k := range md.Identifiers {
+		if m.byIdent[k.Identifier] == nil {
+			m.byIdent[k.Identifier] = map[int64]int{}
 		}
-		m.addName(id, nameKeyOf(name), birth, gender)
+		m.byIdent[k.Identifier][k.ProfileID]++
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows, err = tx.QueryContext(ctx, `SELECT sp.profile_id, coalesce(sp.name_key,''), coalesce(sp.birth_date,''), coalesce(sp.gender,'')
-		FROM source_patients sp JOIN profiles p ON p.id = sp.profile_id WHERE sp.has_patient = 1 AND `+visible)
-	if err != nil {
-		return nil, fmt.Errorf("read known patients: %w", db.Explain(err))
-	}
-	for rows.Next() {
-		var id int64
-		var key, birth, gender string
-		if err := rows.Scan(&id, &key, &birth, &gender); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		m.addName(id, key, birth, gender)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows, err = tx.QueryContext(ctx, `SELECT sp.profile_id, i.system, i.value FROM patient_identifiers i
-		JOIN source_patients sp ON sp.source_id = i.source_id AND sp.patient_ref = i.patient_ref
-		JOIN profiles p ON p.id = sp.profile_id WHERE `+visible)
-	if err != nil {
-		return nil, fmt.Errorf("read known identifiers: %w", db.Explain(err))
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		var ident Identifier
-		if err := rows.Scan(&id, &ident.System, &ident.Value); err != nil {
-			return nil, err
-		}
-		if m.byIdent[ident] == nil {
-			m.byIdent[ident] = map[int64]int{}
-		}
-		m.byIdent[ident][id]++
-	}
-	return m, rows.Err()
+	return m, nil
 }
 
 // PlanImport decides the person of every Patient of an import (matching them, creating people
@@ -126,34 +88,23 @@ func (s *Service) PlanImport(ctx context.Context, tx *sql.Tx, files []ImportFile
 	for _, f := range files {
 		if len(f.Patients) > 0 && f.SourceID != 0 {
 			var err error
-			if m, err = loadMatcher(ctx, tx); err != nil {
+			if m, err = s.loadMatcher(ctx, tx); err != nil {
 				return nil, err
 			}
 			break
 		}
 	}
 	// Patients mapped in any source: records of a file without its Patient map through them.
-	rows, err := tx.QueryContext(ctx, `SELECT sp.patient_ref, sp.profile_id FROM source_patients sp JOIN profiles p ON p.id = sp.profile_id
-		WHERE `+visible)
+	known, err := s.store.PatientMappings(ctx, tx, 0)
 	if err != nil {
-		return nil, fmt.Errorf("read known patients: %w", db.Explain(err))
-	}
-	for rows.Next() {
-		var ref string
-		var id int64
-		if err := rows.Scan(&ref, &id); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if old, ok := p.known[ref]; !ok {
-			p.known[ref] = &id
-		} else if old != nil && *old != id {
-			p.known[ref] = nil // two people: ambiguous
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, err
+	}
+	for _, k := range known {
+		if old, ok := p.known[k.Ref]; !ok {
+			p.known[k.Ref] = k.ProfileID
+		} else if old != nil && *old != *k.ProfileID {
+			p.known[k.Ref] = nil // two people: ambiguous
+		}
 	}
 
 	p.files = make([]planFile, len(files))
@@ -166,8 +117,12 @@ func (s *Service) PlanImport(ctx context.Context, tx *sql.Tx, files []ImportFile
 			continue
 		}
 		if !f.Fresh {
-			if err := loadMapped(ctx, tx, f.SourceID, pf.mapped); err != nil {
+			mapped, err := s.store.PatientMappings(ctx, tx, f.SourceID)
+			if err != nil {
 				return nil, err
+			}
+			for _, k := range mapped {
+				pf.mapped[k.Ref] = k.ProfileID
 			}
 		}
 		shared := sharedIdentifiers(f.Patients)
@@ -204,24 +159,6 @@ func (s *Service) PlanImport(ctx context.Context, tx *sql.Tx, files []ImportFile
 	return p, nil
 }
 
-func loadMapped(ctx context.Context, tx *sql.Tx, sourceID int64, into map[string]*int64) error {
-	rows, err := tx.QueryContext(ctx, `SELECT sp.patient_ref, sp.profile_id FROM source_patients sp JOIN profiles p ON p.id = sp.profile_id
-		WHERE sp.source_id = ? AND `+visible, sourceID)
-	if err != nil {
-		return fmt.Errorf("read the source's patients: %w", db.Explain(err))
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var ref string
-		var id int64
-		if err := rows.Scan(&ref, &id); err != nil {
-			return err
-		}
-		into[ref] = &id
-	}
-	return rows.Err()
-}
-
 func without(ids []Identifier, drop map[Identifier]bool) []Identifier {
 	if len(drop) == 0 {
 		return ids
@@ -242,17 +179,7 @@ func without(ids []Identifier, drop map[Identifier]bool) []Identifier {
 // re-used sources are only touched where their stored person differs from the mapping.
 func (p *ImportPlan) Finish(ctx context.Context, tx *sql.Tx, seen []map[string]struct{}) error {
 	now := p.s.stamp()
-	upsert, err := tx.PrepareContext(ctx, `INSERT INTO source_patients(source_id, patient_ref, profile_id, updated_at) VALUES (?,?,?,?)
-		ON CONFLICT(source_id, patient_ref) DO UPDATE SET profile_id = excluded.profile_id, updated_at = excluded.updated_at`)
-	if err != nil {
-		return db.Explain(err)
-	}
-	defer upsert.Close()
-	fix, err := tx.PrepareContext(ctx, `UPDATE resources SET profile_id = ? WHERE source_id = ? AND patient_ref = ? AND profile_id IS NOT ?`)
-	if err != nil {
-		return db.Explain(err)
-	}
-	defer fix.Close()
+	store := p.s.store
 	touched := map[int64]bool{}
 	for i := range p.files {
 		f := &p.files[i]
@@ -268,19 +195,17 @@ func (p *ImportPlan) Finish(ctx context.Context, tx *sql.Tx, seen []map[string]s
 		for r := range f.patients {
 			refs[r] = struct{}{}
 		}
+		ms := make([]records.PatientMapping, 0, len(refs))
 		for ref := range refs {
-			prof := p.ProfileFor(i, ref)
-			if _, err := upsert.ExecContext(ctx, f.sourceID, ref, prof, now); err != nil {
-				return fmt.Errorf("record the source's patients: %w", db.Explain(err))
-			}
-			if !f.fresh {
-				if _, err := fix.ExecContext(ctx, prof, f.sourceID, ref, prof); err != nil {
-					return db.Explain(err)
-				}
-			}
+			ms = append(ms, records.PatientMapping{Ref: ref, ProfileID: p.ProfileFor(i, ref)})
+		}
+		// A re-used source's records move where their stored person differs from the mapping;
+		// a fresh source's were written with it.
+		if err := store.MapPatients(ctx, tx, f.sourceID, ms, !f.fresh, now); err != nil {
+			return err
 		}
 		for _, pt := range f.patients {
-			if err := savePatientTx(ctx, tx, f.sourceID, *pt, now); err != nil {
+			if err := store.SavePatient(ctx, tx, f.sourceID, *pt, now); err != nil {
 				return err
 			}
 		}
@@ -289,76 +214,21 @@ func (p *ImportPlan) Finish(ctx context.Context, tx *sql.Tx, seen []map[string]s
 	// Adopt: records of other sources that named one of this import's Patients while nobody
 	// knew who that was.
 	for ref, prof := range p.imported {
-		rows, err := tx.QueryContext(ctx, `SELECT source_id FROM source_patients WHERE patient_ref = ? AND profile_id IS NULL`, ref)
+		orphans, err := store.UnmappedSources(ctx, tx, ref)
 		if err != nil {
-			return db.Explain(err)
+			return err
 		}
-		var orphans []int64
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			orphans = append(orphans, id)
-		}
-		rows.Close()
 		for _, src := range orphans {
-			if err := setPatientTx(ctx, tx, src, ref, prof, now); err != nil {
+			if _, err := store.SetPatientProfile(ctx, tx, src, ref, prof, now); err != nil {
 				return err
 			}
 			touched[src] = true
 		}
 	}
 	for src := range touched {
-		if err := syncSourceProfileTx(ctx, tx, src, now); err != nil {
+		if err := store.SyncSourceProfile(ctx, tx, src, now); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// savePatientTx stores what matching needs of a Patient the source holds.
-func savePatientTx(ctx context.Context, tx *sql.Tx, sourceID int64, pt Patient, now string) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE source_patients SET has_patient = 1, name = ?, name_key = ?, birth_date = ?, gender = ?, updated_at = ?
-		WHERE source_id = ? AND patient_ref = ?`, nullStr(pt.Name), nullStr(pt.NameKey), nullStr(pt.BirthDate), nullStr(pt.Gender), now, sourceID, pt.Ref); err != nil {
-		return fmt.Errorf("record a patient: %w", db.Explain(err))
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM patient_identifiers WHERE source_id = ? AND patient_ref = ?`, sourceID, pt.Ref); err != nil {
-		return db.Explain(err)
-	}
-	for _, id := range pt.Identifiers {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO patient_identifiers(source_id, patient_ref, system, value) VALUES (?,?,?,?)`,
-			sourceID, pt.Ref, id.System, id.Value); err != nil {
-			return fmt.Errorf("record a patient's identifiers: %w", db.Explain(err))
-		}
-	}
-	return nil
-}
-
-// setPatientTx maps (source, patient) to a person and moves that patient's records.
-func setPatientTx(ctx context.Context, tx *sql.Tx, sourceID int64, ref string, prof *int64, now string) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE source_patients SET profile_id = ?, updated_at = ? WHERE source_id = ? AND patient_ref = ?`, prof, now, sourceID, ref); err != nil {
-		return db.Explain(err)
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE resources SET profile_id = ? WHERE source_id = ? AND patient_ref = ? AND profile_id IS NOT ?`, prof, sourceID, ref, prof); err != nil {
-		return fmt.Errorf("move records: %w", db.Explain(err))
-	}
-	return nil
-}
-
-// syncSourceProfileTx sets a file source's person: the one person all its mapped patients
-// belong to, else none (the source holds several people, or nobody known). A source with no
-// patient at all keeps what it has; a provider source's person is its own (decided at connect
-// or by re-assignment) and is left alone.
-func syncSourceProfileTx(ctx context.Context, tx *sql.Tx, sourceID int64, now string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE sources SET profile_id = (
-			SELECT CASE WHEN count(DISTINCT profile_id) = 1 THEN min(profile_id) END
-			FROM source_patients WHERE source_id = ?1 AND profile_id IS NOT NULL),
-		updated_at = ?2
-		WHERE id = ?1 AND kind = 'manual' AND EXISTS (SELECT 1 FROM source_patients WHERE source_id = ?1)`, sourceID, now)
-	if err != nil {
-		return fmt.Errorf("set the source's person: %w", db.Explain(err))
 	}
 	return nil
 }

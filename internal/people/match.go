@@ -6,20 +6,17 @@ import (
 	"sort"
 	"strings"
 	"unicode"
+
+	"github.com/fastenhealth/fasten-desktop/internal/records"
 )
 
-// Patient is what matching knows of one Patient resource.
-type Patient struct {
-	Ref         string       // "Patient/<id>", as records name it
-	Name        string       // display name ("Given Family")
-	NameKey     string       // normalised "family|given" (see NameKey); "" when unknown
-	BirthDate   string       // as written (YYYY, YYYY-MM or YYYY-MM-DD)
-	Gender      string       // male | female | other | unknown | ""
-	Identifiers []Identifier // only identifiers that can identify a person (see usable)
-}
+// Patient is what matching knows of one Patient resource: Ref ("Patient/<id>"), display Name,
+// NameKey (see NameKey), BirthDate as written, Gender, and only the Identifiers that can
+// identify a person (see usable).
+type Patient = records.Patient
 
 // Identifier is a system|value pair of a Patient.
-type Identifier struct{ System, Value string }
+type Identifier = records.Identifier
 
 type humanName struct {
 	Use    string   `json:"use"`

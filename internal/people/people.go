@@ -47,7 +47,6 @@ package people
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -56,7 +55,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 )
 
@@ -81,7 +79,6 @@ type Options struct {
 // number of Services may share one store.
 type Service struct {
 	store      *records.Store
-	db         *db.DB
 	log        *slog.Logger
 	events     Publisher
 	disconnect func(ctx context.Context, sourceID int64) error
@@ -96,7 +93,7 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{store: o.Store, db: o.Store.DB(), log: o.Log, events: o.Events, disconnect: o.Disconnect, now: o.Now}
+	return &Service{store: o.Store, log: o.Log, events: o.Events, disconnect: o.Disconnect, now: o.Now}
 }
 
 func (s *Service) stamp() string { return s.now().UTC().Format(time.RFC3339Nano) }
@@ -117,49 +114,13 @@ func (e *InvalidError) Error() string { return e.Msg }
 
 func invalid(format string, args ...any) error { return &InvalidError{fmt.Sprintf(format, args...)} }
 
-// Profile is a person.
-type Profile struct {
-	ID        int64   `json:"id"`
-	Name      string  `json:"name"`
-	BirthDate *string `json:"birth_date"`
-	Gender    *string `json:"gender"`
-	Color     string  `json:"color"`
-	Initials  string  `json:"initials"`
-	CreatedAt string  `json:"created_at"`
-	UpdatedAt string  `json:"updated_at"`
-	// ResourceCount is how many records are this person's; SourceCount how many sources hold
-	// some; LastActivity the newest clinical date among them (not in the future).
-	ResourceCount int            `json:"resource_count"`
-	SourceCount   int            `json:"source_count"`
-	LastActivity  *string        `json:"last_activity"`
-	Counts        map[string]int `json:"counts,omitempty"`
-	// Detail only (GET /profiles/{id}).
-	Patients []PatientLink `json:"patients,omitempty"`
-	Sources  []SourceLink  `json:"sources,omitempty"`
-}
-
-// PatientLink is one patient of one source, and whose it is.
-type PatientLink struct {
-	SourceID      int64   `json:"source_id"`
-	SourceName    string  `json:"source_name"`
-	SourceKind    string  `json:"source_kind"`
-	PatientRef    string  `json:"patient_ref"`
-	PatientID     string  `json:"patient_id"`
-	ProfileID     *int64  `json:"profile_id"`
-	Name          *string `json:"name"`
-	BirthDate     *string `json:"birth_date"`
-	ResourceCount int     `json:"resource_count"`
-}
-
-// SourceLink is a source that holds records of a person.
-type SourceLink struct {
-	ID   int64  `json:"id"`
-	Name string `json:"name"`
-	Kind string `json:"kind"`
-	// ResourceCount: this person's records in it; Shared: it also holds other people's.
-	ResourceCount int  `json:"resource_count"`
-	Shared        bool `json:"shared"`
-}
+// Profile is a person; PatientLink one patient of one source and whose it is; SourceLink a
+// source that holds records of a person (see package records for the fields).
+type (
+	Profile     = records.Profile
+	PatientLink = records.PatientLink
+	SourceLink  = records.SourceLink
+)
 
 // palette is the colours given to new people in turn (readable on light and dark themes).
 var palette = []string{"#3b6fd8", "#d0563b", "#2e9a6a", "#8a4fd0", "#c2871a", "#1f8fa5", "#c44a86", "#5f7d1e"}
@@ -199,26 +160,14 @@ func Initials(name string) string {
 	return first(f[0]) + first(f[len(f)-1])
 }
 
-const profileCols = `p.id, p.name, p.birth_date, p.gender, coalesce(p.color,''), coalesce(p.initials,''), p.created_at, p.updated_at`
-
-// visible selects people that are shown: not reserved for a pending sign-in, not merged away.
-const visible = `p.provisional = 0 AND p.merged_into IS NULL`
-
-type rowScanner interface{ Scan(...any) error }
-
-func scanProfile(r rowScanner, extra ...any) (Profile, error) {
-	var p Profile
-	dst := append([]any{&p.ID, &p.Name, &p.BirthDate, &p.Gender, &p.Color, &p.Initials, &p.CreatedAt, &p.UpdatedAt}, extra...)
-	if err := r.Scan(dst...); err != nil {
-		return p, err
-	}
+// withLook fills in the colour and initials of a person who has none of their own.
+func withLook(p *Profile) {
 	if p.Initials == "" {
 		p.Initials = Initials(p.Name)
 	}
 	if p.Color == "" {
 		p.Color = palette[int(p.ID)%len(palette)]
 	}
-	return p, nil
 }
 
 // ListOptions tune List.
@@ -228,63 +177,23 @@ type ListOptions struct {
 
 // List returns every person, oldest first, with record and source counts and latest activity.
 func (s *Service) List(ctx context.Context, o ListOptions) ([]Profile, error) {
-	today := s.now().UTC().Format("2006-01-02") + "~" // any time today sorts before "~"
-	// Counts come from resource_counts and the last activity from one seek in resources_profile
-	// per person: no scan of the records (a household of 200,000 records lists in milliseconds).
-	rows, err := s.db.Read.QueryContext(ctx, `SELECT `+profileCols+`,
-		coalesce((SELECT sum(c.n) FROM resource_counts c WHERE c.profile_id = p.id), 0),
-		(SELECT max(r.sort_date) FROM resources r INDEXED BY resources_profile WHERE r.profile_id = p.id AND r.sort_date <= ?),
-		(SELECT count(*) FROM sources s WHERE s.profile_id = p.id
-			OR EXISTS (SELECT 1 FROM source_patients sp WHERE sp.source_id = s.id AND sp.profile_id = p.id))
-		FROM profiles p
-		WHERE `+visible+` ORDER BY p.id`, today)
+	out, err := s.store.ListProfiles(ctx, s.now().UTC().Format("2006-01-02"))
 	if err != nil {
-		return nil, fmt.Errorf("list people: %w", err)
-	}
-	defer rows.Close()
-	out := []Profile{}
-	for rows.Next() {
-		var last sql.NullString
-		var n, srcs int
-		p, err := scanProfile(rows, &n, &last, &srcs)
-		if err != nil {
-			return nil, err
-		}
-		p.ResourceCount, p.SourceCount = n, srcs
-		if last.Valid && last.String != "" {
-			v := last.String
-			p.LastActivity = &v
-		}
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	for i := range out {
+		withLook(&out[i])
+	}
 	if o.Counts && len(out) > 0 {
-		idx := map[int64]*Profile{}
+		counts, err := s.store.ProfileCounts(ctx)
+		if err != nil {
+			return nil, err
+		}
 		for i := range out {
 			out[i].Counts = map[string]int{}
-			idx[out[i].ID] = &out[i]
-		}
-		rows, err := s.db.Read.QueryContext(ctx, `SELECT profile_id, type, sum(n) FROM resource_counts
-			WHERE profile_id <> 0 GROUP BY profile_id, type HAVING sum(n) > 0`)
-		if err != nil {
-			return nil, fmt.Errorf("count records by person: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id int64
-			var t string
-			var n int
-			if err := rows.Scan(&id, &t, &n); err != nil {
-				return nil, err
+			for t, n := range counts[out[i].ID] {
+				out[i].Counts[t] = n
 			}
-			if p := idx[id]; p != nil {
-				p.Counts[t] = n
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return nil, err
 		}
 	}
 	return out, nil
@@ -308,97 +217,25 @@ func (s *Service) Get(ctx context.Context, id int64) (Profile, error) {
 	if p.Counts, err = s.store.Counts(ctx, records.Filter{ProfileID: id}); err != nil {
 		return Profile{}, err
 	}
-	if p.Patients, err = s.patientLinks(ctx, `sp.profile_id = ?`, id); err != nil {
+	if p.Patients, err = s.store.ProfilePatients(ctx, id); err != nil {
 		return Profile{}, err
 	}
-	rows, err := s.db.Read.QueryContext(ctx, `SELECT s.id, s.name, s.kind,
-		coalesce((SELECT sum(c.n) FROM resource_counts c WHERE c.source_id = s.id AND c.profile_id = ?), 0),
-		EXISTS (SELECT 1 FROM source_patients sp WHERE sp.source_id = s.id AND sp.profile_id IS NOT NULL AND sp.profile_id != ?)
-		FROM sources s
-		WHERE s.profile_id = ? OR EXISTS (SELECT 1 FROM source_patients sp WHERE sp.source_id = s.id AND sp.profile_id = ?)
-		ORDER BY s.id`, id, id, id, id)
-	if err != nil {
-		return Profile{}, fmt.Errorf("sources of person %d: %w", id, err)
+	if p.Sources, err = s.store.ProfileSources(ctx, id); err != nil {
+		return Profile{}, err
 	}
-	defer rows.Close()
-	p.Sources = []SourceLink{}
-	for rows.Next() {
-		var l SourceLink
-		if err := rows.Scan(&l.ID, &l.Name, &l.Kind, &l.ResourceCount, &l.Shared); err != nil {
-			return Profile{}, err
-		}
-		p.Sources = append(p.Sources, l)
-	}
-	return *p, rows.Err()
+	return *p, nil
 }
 
-func (s *Service) patientLinks(ctx context.Context, where string, args ...any) ([]PatientLink, error) {
-	rows, err := s.db.Read.QueryContext(ctx, `SELECT sp.source_id, s.name, s.kind, sp.patient_ref, sp.profile_id, sp.name, sp.birth_date,
-		(SELECT count(*) FROM resources r WHERE r.patient_ref = sp.patient_ref AND r.source_id = sp.source_id)
-		FROM source_patients sp JOIN sources s ON s.id = sp.source_id WHERE `+where+` ORDER BY sp.source_id, sp.patient_ref`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("patients: %w", err)
-	}
-	defer rows.Close()
-	out := []PatientLink{}
-	for rows.Next() {
-		var l PatientLink
-		if err := rows.Scan(&l.SourceID, &l.SourceName, &l.SourceKind, &l.PatientRef, &l.ProfileID, &l.Name, &l.BirthDate, &l.ResourceCount); err != nil {
-			return nil, err
-		}
-		l.PatientID = strings.TrimPrefix(l.PatientRef, "Patient/")
-		out = append(out, l)
-	}
-	return out, rows.Err()
-}
-
-// Unlinked is what belongs to no person: records that name no patient (or a patient not mapped
-// to anyone), and patients of sources that are not mapped to anyone.
-type Unlinked struct {
-	ResourceCount int              `json:"resource_count"`
-	Counts        map[string]int   `json:"counts"`
-	Sources       []UnlinkedSource `json:"sources"`
-	Patients      []PatientLink    `json:"patients"`
-}
-
-// UnlinkedSource is a source holding records not linked to a person.
-type UnlinkedSource struct {
-	ID            int64  `json:"id"`
-	Name          string `json:"name"`
-	Kind          string `json:"kind"`
-	ResourceCount int    `json:"resource_count"`
-}
+// Unlinked is what belongs to no person; UnlinkedSource a source holding records not linked to
+// a person.
+type (
+	Unlinked       = records.Unlinked
+	UnlinkedSource = records.UnlinkedSource
+)
 
 // Unlinked lists what is not linked to a person.
 func (s *Service) Unlinked(ctx context.Context) (Unlinked, error) {
-	out := Unlinked{Counts: map[string]int{}, Sources: []UnlinkedSource{}}
-	rows, err := s.db.Read.QueryContext(ctx, `SELECT c.source_id, s.name, s.kind, c.type, c.n FROM resource_counts c JOIN sources s ON s.id = c.source_id
-		WHERE c.profile_id = 0 AND c.n > 0 ORDER BY c.source_id, c.type`)
-	if err != nil {
-		return out, fmt.Errorf("unlinked records: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var src UnlinkedSource
-		var t string
-		var n int
-		if err := rows.Scan(&src.ID, &src.Name, &src.Kind, &t, &n); err != nil {
-			return out, err
-		}
-		out.Counts[t] += n
-		out.ResourceCount += n
-		if k := len(out.Sources); k > 0 && out.Sources[k-1].ID == src.ID {
-			out.Sources[k-1].ResourceCount += n
-		} else {
-			src.ResourceCount = n
-			out.Sources = append(out.Sources, src)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return out, err
-	}
-	out.Patients, err = s.patientLinks(ctx, `sp.profile_id IS NULL`)
-	return out, err
+	return s.store.Unlinked(ctx)
 }
 
 // Input is what a person is created or changed with; nil fields are left alone.
@@ -463,13 +300,6 @@ func (in *Input) check() error {
 	return nil
 }
 
-func emptyNil(p *string) any {
-	if p == nil || *p == "" {
-		return nil
-	}
-	return *p
-}
-
 // Create adds a person by hand (a child before any record arrives, for instance).
 func (s *Service) Create(ctx context.Context, in Input) (Profile, error) {
 	if in.Name == nil {
@@ -479,14 +309,14 @@ func (s *Service) Create(ctx context.Context, in Input) (Profile, error) {
 		return Profile{}, err
 	}
 	var id int64
-	err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.store.WriteTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		id, err = s.insertTx(ctx, tx, *in.Name, deref(in.BirthDate), deref(in.Gender), false)
 		if err != nil {
 			return err
 		}
 		if in.Color != nil || in.Initials != nil {
-			_, err = tx.ExecContext(ctx, `UPDATE profiles SET color = coalesce(?, color), initials = ? WHERE id = ?`, emptyNil(in.Color), emptyNil(in.Initials), id)
+			err = s.store.SetProfileLook(ctx, tx, id, in.Color, in.Initials)
 		}
 		return err
 	})
@@ -506,27 +336,15 @@ func deref(p *string) string {
 
 // insertTx creates a person with the next colour of the palette.
 func (s *Service) insertTx(ctx context.Context, tx *sql.Tx, name, birth, gender string, provisional bool) (int64, error) {
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM profiles`).Scan(&n); err != nil {
-		return 0, db.Explain(err)
+	n, err := s.store.CountProfiles(ctx, tx)
+	if err != nil {
+		return 0, err
 	}
 	if strings.TrimSpace(name) == "" {
 		name = "Unnamed person"
 	}
-	now := s.stamp()
-	res, err := tx.ExecContext(ctx, `INSERT INTO profiles(name, birth_date, gender, color, provisional, created_at, updated_at) VALUES (?,?,?,?,?,?,?)`,
-		name, nullStr(birth), nullStr(gender), palette[n%len(palette)], provisional, now, now)
-	if err != nil {
-		return 0, fmt.Errorf("create person: %w", db.Explain(err))
-	}
-	return res.LastInsertId()
-}
-
-func nullStr(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
+	return s.store.CreateProfile(ctx, tx, records.NewProfile{Name: name, BirthDate: birth, Gender: gender,
+		Color: palette[n%len(palette)], Provisional: provisional}, s.stamp())
 }
 
 // Update changes a person's name, birth date, gender, colour or initials.
@@ -534,48 +352,13 @@ func (s *Service) Update(ctx context.Context, id int64, in Input) (Profile, erro
 	if err := in.check(); err != nil {
 		return Profile{}, err
 	}
-	sets := []string{"updated_at = ?"}
-	args := []any{s.stamp()}
-	add := func(col string, v any) { sets = append(sets, col+" = ?"); args = append(args, v) }
-	if in.Name != nil {
-		add("name", *in.Name)
-	}
-	if in.BirthDate != nil {
-		add("birth_date", emptyNil(in.BirthDate))
-	}
-	if in.Gender != nil {
-		add("gender", emptyNil(in.Gender))
-	}
-	if in.Color != nil {
-		add("color", emptyNil(in.Color))
-	}
-	if in.Initials != nil {
-		add("initials", emptyNil(in.Initials))
-	}
-	args = append(args, id)
-	err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE profiles SET `+strings.Join(sets, ", ")+` WHERE id = ? AND provisional = 0 AND merged_into IS NULL`, args...)
-		if err != nil {
-			return db.Explain(err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("person %d: %w", id, ErrNotFound)
-		}
-		return nil
+	err := s.store.WriteTx(ctx, func(tx *sql.Tx) error {
+		return s.store.UpdateProfile(ctx, tx, id, records.ProfileUpdate{Name: in.Name, BirthDate: in.BirthDate,
+			Gender: in.Gender, Color: in.Color, Initials: in.Initials}, s.stamp())
 	})
 	if err != nil {
 		return Profile{}, err
 	}
 	s.publish("profiles.changed", map[string]any{"profile_id": id, "change": "updated"})
 	return s.Get(ctx, id)
-}
-
-// liveTx checks that id is a visible person.
-func liveTx(ctx context.Context, tx *sql.Tx, id int64) error {
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM profiles p WHERE p.id = ? AND `+visible, id).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("person %d: %w", id, ErrNotFound)
-	}
-	return err
 }
