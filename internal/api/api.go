@@ -38,6 +38,7 @@ type Config struct {
 	Version   string
 	SpoolDir  string // where uploads are written while they are imported
 	MaxUpload int64  // bytes; default 2 GiB
+	MaxFiles  int    // files in one upload; default 1,000
 	Events    Publisher
 	// Syncing reports whether a source is being synced right now (from the syncer); optional.
 	Syncing func(sourceID int64) bool
@@ -49,9 +50,10 @@ type Config struct {
 
 // Server serves the API.
 type Server struct {
-	cfg     Config
-	routes  []Route
-	imports *tracker
+	cfg         Config
+	routes      []Route
+	imports     *tracker
+	createSpool func(dir, pattern string) (spoolFile, error)
 }
 
 // New builds the API with its core routes; other packages add theirs with Add.
@@ -62,10 +64,13 @@ func New(cfg Config) *Server {
 	if cfg.MaxUpload <= 0 {
 		cfg.MaxUpload = 2 << 30
 	}
+	if cfg.MaxFiles <= 0 {
+		cfg.MaxFiles = 1000
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, imports: newTracker(cfg.Now)}
+	s := &Server{cfg: cfg, imports: newTracker(cfg.Now), createSpool: createSpool}
 	s.Add(
 		Route{Method: "GET", Path: "/health", Handler: s.health},
 		Route{Method: "POST", Path: "/imports", Handler: s.postImport},

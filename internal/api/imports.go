@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"mime"
 	"net/http"
 	"os"
@@ -13,8 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 )
 
@@ -217,6 +220,7 @@ func (s *Server) postImport(w http.ResponseWriter, r *http.Request) {
 		spool = os.TempDir()
 	}
 	if err := os.MkdirAll(spool, 0o700); err != nil {
+		err = spoolError(err)
 		finish("failed", nil, err)
 		s.fail(w, r, err)
 		return
@@ -228,6 +232,7 @@ func (s *Server) postImport(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	var opt importer.Options
+	files := 0
 	mr, err := r.MultipartReader()
 	if err != nil {
 		finish("failed", nil, err)
@@ -246,10 +251,17 @@ func (s *Server) postImport(w http.ResponseWriter, r *http.Request) {
 		}
 		switch part.FormName() {
 		case "file":
-			f, err := os.CreateTemp(spool, "upload-*")
-			if err != nil {
+			if files++; files > s.cfg.MaxFiles {
+				err := httpkit.Errorf(http.StatusRequestEntityTooLarge, "too_large", "At most %d files can be imported at once; this upload holds more. Put them in a zip, or import them in several goes.", s.cfg.MaxFiles)
 				finish("failed", nil, err)
-				s.fail(w, r, fmt.Errorf("store the upload: %w", err))
+				s.fail(w, r, err)
+				return
+			}
+			f, err := s.createSpool(spool, "upload-*")
+			if err != nil {
+				err = spoolError(err)
+				finish("failed", nil, err)
+				s.fail(w, r, err)
 				return
 			}
 			inputs = append(inputs, importer.Input{Name: safeName(part.FileName()), Path: f.Name()})
@@ -258,6 +270,9 @@ func (s *Server) postImport(w http.ResponseWriter, r *http.Request) {
 				err = cerr
 			}
 			if err != nil {
+				if isDiskErr(err) {
+					err = spoolError(err)
+				}
 				finish(stateFor(ctx, err), nil, err)
 				s.uploadFailed(w, r, err)
 				return
@@ -267,7 +282,14 @@ func (s *Server) postImport(w http.ResponseWriter, r *http.Request) {
 			opt.SkipInvalid, _ = strconv.ParseBool(strings.TrimSpace(string(v)))
 		case "source_id":
 			v, _ := io.ReadAll(io.LimitReader(part, 32))
-			opt.SourceID, _ = strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
+			id, err := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
+			if err != nil || id <= 0 {
+				err := httpkit.BadRequest("source_id must be the number of a file source (it was %q).", truncate(strings.TrimSpace(string(v)), 20))
+				finish("failed", nil, err)
+				s.fail(w, r, err)
+				return
+			}
+			opt.SourceID = id
 		default:
 			io.Copy(io.Discard, io.LimitReader(part, 1<<20))
 		}
@@ -282,7 +304,10 @@ func (s *Server) postImport(w http.ResponseWriter, r *http.Request) {
 	opt.Progress = func(p importer.Progress) {
 		st := s.imports.update(id, func(st *ImportStatus) {
 			st.Phase, st.File, st.BytesDone, st.BytesTotal, st.Resources = p.Phase, p.File, p.BytesDone, p.BytesTotal, p.Resources
-			st.Fraction = 0.3 + 0.7*p.Fraction
+			if p.Phase == "done" {
+				st.Phase = "finishing" // "done" only with the state (finish)
+			}
+			st.Fraction = min(0.99, 0.3+0.7*p.Fraction)
 		})
 		publish(st)
 	}
@@ -305,7 +330,8 @@ func stateFor(ctx context.Context, err error) string {
 
 func (s *Server) uploadFailed(w http.ResponseWriter, r *http.Request, err error) {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	var coded httpkit.Coded
+	if errors.As(err, &mbe) || errors.As(err, &coded) {
 		s.fail(w, r, err)
 		return
 	}
@@ -314,4 +340,43 @@ func (s *Server) uploadFailed(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	WriteError(w, http.StatusBadRequest, "bad_request", "The upload broke off: "+err.Error())
+}
+
+// spoolFile is where an uploaded file waits while it is imported.
+type spoolFile interface {
+	io.Writer
+	Close() error
+	Name() string
+}
+
+func createSpool(dir, pattern string) (spoolFile, error) { return os.CreateTemp(dir, pattern) }
+
+// isDiskErr reports a full disk or a read-only or missing folder under the upload.
+func isDiskErr(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EDQUOT) ||
+		errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist)
+}
+
+// spoolError says in the user's terms why an upload could not be stored, without the folder's
+// path (the log has it).
+func spoolError(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return &httpkit.StatusError{Status: http.StatusInsufficientStorage, Code: "disk_full", Err: err,
+			Msg: "The disk that holds your Fasten data folder is full. Free some space and try again; nothing was imported."}
+	case errors.Is(err, syscall.EROFS), errors.Is(err, fs.ErrPermission):
+		return &httpkit.StatusError{Status: http.StatusInsufficientStorage, Code: "data_folder_read_only", Err: err,
+			Msg: "Fasten cannot write to its data folder (it is read-only or not yours). Nothing was imported."}
+	case errors.Is(err, fs.ErrNotExist):
+		return &httpkit.StatusError{Status: http.StatusInsufficientStorage, Code: "data_folder_missing", Err: err,
+			Msg: "Fasten's data folder is missing (was it moved or on a disk that is no longer connected?). Nothing was imported."}
+	}
+	return fmt.Errorf("store the upload: %w", err)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"fmt"
@@ -292,5 +293,43 @@ func BenchmarkImportPeakRSS(b *testing.B) {
 		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
 		b.ReportMetric(float64(st.Size())/1e6/el.Seconds(), "MB/s")
 		b.Logf("%.0f MB in %.1fs, peak RSS %.0f MiB", float64(st.Size())/1e6, el.Seconds(), float64(ru.Maxrss)/1024)
+	}
+}
+
+// BenchmarkImportPeakRSSSmall (issue 14.11): the CLI binary importing NDJSON files of 30,000,
+// 300,000 and 3,000,000 small resources; reports the child's peak RSS for each. Memory must not
+// grow with the number of resources beyond a few bytes per resource (16 for duplicate detection).
+func BenchmarkImportPeakRSSSmall(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "fasten-desktop")
+	build := exec.Command("go", "build", "-o", bin, "../..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build: %v %s", err, out)
+	}
+	for _, n := range []int{30_000, 300_000, 3_000_000} {
+		b.Run(fmt.Sprintf("resources=%d", n), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "small.ndjson")
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := bufio.NewWriterSize(f, 1<<20)
+			for i := range n {
+				fmt.Fprintf(w, `{"resourceType":"Observation","id":"o%d","status":"final","code":{"text":"Pulse"},"valueQuantity":{"value":%d,"unit":"/min"}}`+"\n", i, 60+i%40)
+			}
+			w.Flush()
+			f.Close()
+			b.ResetTimer()
+			for range b.N {
+				cmd := exec.Command(bin, "import", "--data-dir", b.TempDir(), "--json", path)
+				out, err := cmd.Output()
+				if err != nil {
+					b.Fatalf("import: %v %s", err, out)
+				}
+				ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+				b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
+				b.Logf("%d small resources: peak RSS %.0f MiB", n, float64(ru.Maxrss)/1024)
+			}
+		})
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"archive/zip"
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -49,6 +50,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -202,11 +204,33 @@ var ErrEmpty error = &httpkit.OutcomeKind{Kind: httpkit.Kind{Status: http.Status
 
 // part is one stream of FHIR JSON: a plain file or one entry of a zip.
 type part struct {
-	input      int  // index into the import's inputs
-	compressed bool // a compressed zip entry: its expansion is capped
+	input      int   // index into the import's inputs
+	compressed bool  // a compressed zip entry: its expansion is capped
+	zipped     bool  // an entry of a zip
+	archive    int64 // the size of the zip the entry is in (0: not in a zip)
 	name       string
-	size       int64
-	open       func() (io.ReadCloser, error)
+	size       int64 // bytes in the file (a zip entry: compressed)
+	// stream is how many bytes progress counts for this part: the file's own bytes, or a zip
+	// entry's content (its declared size, which progress only trusts as far as it goes).
+	stream int64
+	open   func() (io.ReadCloser, error)
+}
+
+// budget counts what one pass decompresses: in all (against Limits.MaxExpanded) and per zip
+// (against Limits.MaxRatio for the archive as a whole, so many entries that each stay under the
+// per-entry check cannot add up to a bomb).
+type budget struct {
+	expanded int64
+	archives map[int]*int64 // by input
+}
+
+func newBudget() *budget { return &budget{archives: map[int]*int64{}} }
+
+func (b *budget) archive(input int) *int64 {
+	if b.archives[input] == nil {
+		b.archives[input] = new(int64)
+	}
+	return b.archives[input]
 }
 
 type idKey [2]uint64
@@ -214,6 +238,8 @@ type idKey [2]uint64
 // state is what the first pass learns.
 type state struct {
 	seeds      [2]maphash.Seed
+	typeIndex  map[string]uint64 // resource type -> index kept in its keys
+	typeNames  []string
 	urls       map[string]string // fullUrl -> Type/id, across the whole import
 	idents     map[string]string // fhir.IdentifierKey -> Type/id ("" when ambiguous)
 	files      []*fileState
@@ -221,13 +247,16 @@ type state struct {
 	nskipped   int
 	warnings   []string
 	unresolved int
-	expanded   int64              // bytes decompressed in pass 1, against Limits.MaxExpanded
+	budget     *budget            // what pass 1 decompressed, against the limits
 	plan       *people.ImportPlan // whose each record is; set before pass 2
 }
 
 // fileState is what pass 1 learns about one input file.
 type fileState struct {
-	seen       map[idKey]struct{}
+	// keys holds one 16-byte key per resource (Type/id hashed twice, the type's index in the low
+	// bits): sorted after pass 1 it gives the duplicates and exact counts in 16 bytes per
+	// resource, where a map took 50 to 60.
+	keys       []idKey
 	counts     map[string]int
 	patients   map[string]bool
 	people     []people.Patient // the Patient resources, for matching (last copy wins)
@@ -255,7 +284,34 @@ func (st *state) key(typ, id string) idKey {
 		h.WriteString(id)
 		k[i] = h.Sum64()
 	}
+	ti, ok := st.typeIndex[typ]
+	if !ok {
+		ti = uint64(len(st.typeNames))
+		st.typeIndex[typ] = ti
+		st.typeNames = append(st.typeNames, typ)
+	}
+	k[1] = k[1]&^0xffff | ti&0xffff
 	return k
+}
+
+// dedupe finds the resources a file holds more than once: each repeat is a duplicate, and its
+// type's count goes down by one (the last copy is kept when written). The keys are then freed.
+func (st *state) dedupe(fs *fileState) {
+	slices.SortFunc(fs.keys, func(a, b idKey) int {
+		if c := cmp.Compare(a[0], b[0]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a[1], b[1])
+	})
+	for i := 1; i < len(fs.keys); i++ {
+		if fs.keys[i] == fs.keys[i-1] {
+			fs.duplicates++
+			if ti := fs.keys[i][1] & 0xffff; int(ti) < len(st.typeNames) {
+				fs.counts[st.typeNames[ti]]--
+			}
+		}
+	}
+	fs.keys = nil
 }
 
 func (st *state) warn(limit int, format string, args ...any) {
@@ -312,15 +368,17 @@ func (im *Importer) Import(ctx context.Context, inputs []Input, opt Options) (*R
 	}
 	var total int64
 	for _, p := range parts {
-		total += p.size
+		total += p.stream
 	}
 	st := &state{
-		seeds:  [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
-		urls:   map[string]string{},
-		idents: map[string]string{},
+		budget:    newBudget(),
+		typeIndex: map[string]uint64{},
+		seeds:     [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		urls:      map[string]string{},
+		idents:    map[string]string{},
 	}
 	for range inputs {
-		st.files = append(st.files, &fileState{seen: map[idKey]struct{}{}, counts: map[string]int{}, patients: map[string]bool{}})
+		st.files = append(st.files, &fileState{counts: map[string]int{}, patients: map[string]bool{}})
 	}
 	prog := newProgress(opt.Progress, total)
 
@@ -338,6 +396,7 @@ func (im *Importer) Import(ctx context.Context, inputs []Input, opt Options) (*R
 			h.Write(ph)
 		}
 		fs.hash = hex.EncodeToString(h.Sum(nil))
+		st.dedupe(fs)
 		for t, n := range fs.counts {
 			res.Counts[t] += n
 		}
@@ -448,7 +507,7 @@ func (im *Importer) target(ctx context.Context, tx *sql.Tx, in Input, opt Option
 			return 0, false, false, err
 		}
 		if src.Kind != records.KindManual {
-			return 0, false, false, fmt.Errorf("source %d is a provider connection; files can only be imported into file sources", opt.SourceID)
+			return 0, false, false, httpkit.Errorf(http.StatusConflict, "conflict", "Source %d is a connection to a provider; files can only be imported into file sources.", opt.SourceID)
 		}
 		return src.ID, false, false, nil
 	}
@@ -469,25 +528,79 @@ func (im *Importer) target(ctx context.Context, tx *sql.Tx, in Input, opt Option
 	return id, true, false, err
 }
 
-// open gives the decoded stream of a part, with gzip undone and expansion capped.
-func (im *Importer) openPart(p part, expanded *int64) (io.ReadCloser, error) {
+// open gives the decoded stream of a part, with gzip undone and expansion capped. Damaged
+// compressed data (bad deflate, bad checksum, trailing garbage, a zip entry whose size lies) is
+// bad input: a RefusedError naming the file and the byte where decoding failed.
+func (im *Importer) openPart(p part, b *budget, onRead func(int)) (io.ReadCloser, error) {
+	expanded := &b.expanded
 	rc, err := p.open()
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", p.name, err)
 	}
+	raw := &offsetReader{r: rc, onRead: onRead}
+	var src io.Reader = raw
 	if p.compressed {
-		rc = &capped{r: rc, closer: rc, name: p.name, used: expanded, limit: im.limits.MaxExpanded, ratioBase: p.size, ratio: im.limits.MaxRatio}
+		src = &capped{r: src, closer: rc, name: p.name, used: expanded, limit: im.limits.MaxExpanded, ratioBase: p.size, ratio: im.limits.MaxRatio,
+			archiveUsed: b.archive(p.input), archiveSize: p.archive}
 	}
-	br := bufio.NewReaderSize(rc, 64<<10)
+	if p.zipped {
+		src = &decodeErrors{r: src, name: p.name, where: func() string { return fmt.Sprintf("after %d bytes of its content", raw.n) }, what: "zip entry"}
+	}
+	br := bufio.NewReaderSize(src, 64<<10)
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			rc.Close()
 			return nil, &RefusedError{&fhir.Error{Pos: fhir.Position{File: p.name, Line: 1, Column: 1, Entry: -1}, Code: "invalid_gzip", Msg: "the file looks gzip-compressed but cannot be decompressed: " + err.Error()}}
 		}
-		return &capped{r: zr, closer: rc, name: p.name, used: expanded, limit: im.limits.MaxExpanded, ratioBase: p.size, ratio: im.limits.MaxRatio}, nil
+		var dec io.Reader = &capped{r: zr, closer: rc, name: p.name, used: expanded, limit: im.limits.MaxExpanded, ratioBase: p.size, ratio: im.limits.MaxRatio}
+		dec = &decodeErrors{r: dec, name: p.name, where: func() string {
+			return fmt.Sprintf("near byte %d of the compressed file", max(0, raw.n-int64(br.Buffered())))
+		}, what: "gzip data"}
+		return readCloser{dec, rc}, nil
 	}
 	return readCloser{br, rc}, nil
+}
+
+// offsetReader counts the bytes read from the file itself (before decompression).
+type offsetReader struct {
+	r      io.Reader
+	n      int64
+	onRead func(int) // progress, in the same bytes as the import's total
+}
+
+func (o *offsetReader) Read(p []byte) (int, error) {
+	n, err := o.r.Read(p)
+	o.n += int64(n)
+	if n > 0 && o.onRead != nil {
+		o.onRead(n)
+	}
+	return n, err
+}
+
+// decodeErrors turns a decompression failure into a RefusedError with the file and the offset.
+type decodeErrors struct {
+	r     io.Reader
+	name  string
+	what  string
+	where func() string
+}
+
+func (d *decodeErrors) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err == nil || err == io.EOF {
+		return n, err
+	}
+	var le *LimitError
+	if errors.As(err, &le) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return n, err
+	}
+	msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "gzip: "), "flate: ")
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		msg = "it ends too early"
+	}
+	return n, &RefusedError{&fhir.Error{Pos: fhir.Position{File: d.name, Line: 1, Column: 1, Entry: -1}, Code: "damaged_compressed_data",
+		Msg: fmt.Sprintf("the %s is damaged %s (%s); nothing was imported", d.what, d.where(), msg)}}
 }
 
 type readCloser struct {
@@ -505,6 +618,9 @@ type capped struct {
 	limit     int64
 	ratioBase int64
 	ratio     int64
+	// The zip the entry is in: bytes expanded from all its entries, and its size.
+	archiveUsed *int64
+	archiveSize int64
 }
 
 func (c *capped) Read(p []byte) (int, error) {
@@ -516,6 +632,12 @@ func (c *capped) Read(p []byte) (int, error) {
 	}
 	if c.ratioBase > 0 && c.n > 16<<20 && c.n/c.ratioBase > c.ratio {
 		return n, &LimitError{fmt.Sprintf("%s expands more than %d times its compressed size; refused as a likely zip bomb", c.name, c.ratio)}
+	}
+	if c.archiveUsed != nil && c.archiveSize > 0 {
+		if t := atomic.AddInt64(c.archiveUsed, int64(n)); t > 16<<20 && t/c.archiveSize > c.ratio {
+			zipName, _, _ := strings.Cut(c.name, "/")
+			return n, &LimitError{fmt.Sprintf("%s expands more than %d times its size as a whole; refused as a likely zip bomb", zipName, c.ratio)}
+		}
 	}
 	return n, err
 }
@@ -561,7 +683,7 @@ func (im *Importer) expand(inputs []Input) ([]part, func(), error) {
 		}
 		f.Close()
 		path := in.Path
-		parts = append(parts, part{input: idx, name: in.Name, size: st.Size(), open: func() (io.ReadCloser, error) { return os.Open(path) }})
+		parts = append(parts, part{input: idx, name: in.Name, size: st.Size(), stream: st.Size(), open: func() (io.ReadCloser, error) { return os.Open(path) }})
 	}
 	return parts, closeAll, nil
 }
@@ -597,8 +719,11 @@ func (im *Importer) zipParts(in Input, f *os.File, size int64) ([]part, error) {
 		zf := zf
 		parts = append(parts, part{
 			compressed: zf.Method != zip.Store,
+			zipped:     true,
+			archive:    size,
 			name:       in.Name + "/" + clean,
 			size:       int64(zf.CompressedSize64),
+			stream:     int64(min(zf.UncompressedSize64, 1<<50)),
 			open: func() (io.ReadCloser, error) {
 				if zf.Method != zip.Store && zf.Method != zip.Deflate {
 					return nil, fmt.Errorf("unsupported compression method %d", zf.Method)
@@ -636,7 +761,7 @@ func isBulkLog(br *bufio.Reader) bool {
 
 // check is pass 1 over one part.
 func (im *Importer) check(ctx context.Context, p part, st *state, opt Options, prog *progress) error {
-	rc, err := im.openPart(p, &st.expanded)
+	rc, err := im.openPart(p, st.budget, prog.add)
 	if err != nil {
 		return err
 	}
@@ -644,7 +769,7 @@ func (im *Importer) check(ctx context.Context, p part, st *state, opt Options, p
 	prog.phase("checking", p.name)
 	fs := st.files[p.input]
 	h := sha256.New()
-	cr := &countingReader{r: io.TeeReader(rc, h), onRead: prog.add}
+	cr := io.TeeReader(rc, h)
 	br := bufio.NewReaderSize(cr, 64<<10)
 	if isBulkLog(br) {
 		st.warn(im.limits.MaxWarnings, "%s is a bulk-export log, not FHIR resources; it was skipped", p.name)
@@ -672,13 +797,8 @@ func (im *Importer) check(ctx context.Context, p part, st *state, opt Options, p
 		}
 		id := ingest.ID(e)
 		ref := e.Type + "/" + id
-		k := st.key(e.Type, id)
-		if _, dup := fs.seen[k]; dup {
-			fs.duplicates++
-		} else {
-			fs.seen[k] = struct{}{}
-			fs.counts[e.Type]++
-		}
+		fs.keys = append(fs.keys, st.key(e.Type, id))
+		fs.counts[e.Type]++
 		if e.Type == "Patient" {
 			pt, perr := people.ParsePatient(id, e.Raw)
 			if perr != nil {
@@ -764,6 +884,7 @@ func (im *Importer) write(ctx context.Context, parts []part, st *state, opt Opti
 	ch := make(chan batch, 8)
 	go func() {
 		defer close(ch)
+		pass2 := newBudget()
 		const size = 256
 		cur := batch{rows: make([]records.Row, 0, size), input: make([]int, 0, size)}
 		send := func() bool {
@@ -779,7 +900,7 @@ func (im *Importer) write(ctx context.Context, parts []part, st *state, opt Opti
 			}
 		}
 		for _, p := range parts {
-			if err := im.produce(ctx, p, st, opt, prog, func(r records.Row) error {
+			if err := im.produce(ctx, p, st, opt, prog, pass2, func(r records.Row) error {
 				cur.rows = append(cur.rows, r)
 				cur.input = append(cur.input, p.input)
 				if len(cur.rows) == size && !send() {
@@ -830,15 +951,14 @@ func (im *Importer) write(ctx context.Context, parts []part, st *state, opt Opti
 	return seen, ctx.Err()
 }
 
-func (im *Importer) produce(ctx context.Context, p part, st *state, opt Options, prog *progress, emit func(records.Row) error) error {
-	var expanded int64
-	rc, err := im.openPart(p, &expanded)
+func (im *Importer) produce(ctx context.Context, p part, st *state, opt Options, prog *progress, pass2 *budget, emit func(records.Row) error) error {
+	rc, err := im.openPart(p, pass2, prog.add)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
 	prog.phase("writing", p.name)
-	br := bufio.NewReaderSize(&countingReader{r: rc, onRead: prog.add}, 64<<10)
+	br := bufio.NewReaderSize(rc, 64<<10)
 	if isBulkLog(br) {
 		io.Copy(io.Discard, br)
 		return nil
@@ -866,19 +986,6 @@ func (im *Importer) produce(ctx context.Context, p part, st *state, opt Options,
 		return im.scanErr(err)
 	}
 	return nil
-}
-
-type countingReader struct {
-	r      io.Reader
-	onRead func(int)
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if n > 0 {
-		c.onRead(n)
-	}
-	return n, err
 }
 
 // progress throttles reports to about ten a second.
@@ -917,12 +1024,16 @@ func (p *progress) snapshot() Progress {
 	case "checking":
 		pr.BytesDone = p.checked.Load()
 		pr.Fraction = checkShare * frac(pr.BytesDone)
-	case "writing":
+	case "writing", "finishing":
 		pr.BytesDone = p.writ.Load()
-		pr.Fraction = checkShare + (1-checkShare)*frac(pr.BytesDone)
+		// Below 1 until the import is done: the last rows, the people and the commit remain.
+		pr.Fraction = min(0.99, checkShare+(1-checkShare)*frac(pr.BytesDone))
 	default:
 		pr.BytesDone = p.total
 		pr.Fraction = 1
+	}
+	if p.total > 0 {
+		pr.BytesDone = min(pr.BytesDone, p.total)
 	}
 	return pr
 }
