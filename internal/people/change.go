@@ -1,10 +1,13 @@
 package people
 
 import (
+	"net/http"
+
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 	"sort"
 	"strings"
 
@@ -265,7 +268,7 @@ func (s *Service) PlanDelete(ctx context.Context, id int64) (DeletePlan, error) 
 }
 
 // ErrChanged means the records changed between the plan and the deletion; nothing was deleted.
-var ErrChanged = errors.New("the records changed while deleting; nothing was deleted, please try again")
+var ErrChanged error = &httpkit.Kind{Status: http.StatusConflict, Code: "changed", Text: "the records changed while deleting; nothing was deleted, please try again"}
 
 // Delete removes a person in one transaction: their records everywhere, the sources that held
 // only their records (provider sources are disconnected first), their patients in shared

@@ -1,44 +1,35 @@
 package people
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
-	"github.com/fastenhealth/fasten-desktop/internal/records"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 )
 
-// Route is one HTTP endpoint, relative to the API prefix (/api/v1); the backend registers them
-// as api.Routes (this package cannot import api: api imports the importer, which imports this).
-type Route struct {
-	Method  string
-	Path    string
-	Handler http.HandlerFunc
-}
+// Route is httpkit.Route (the leaf HTTP kit every feature registers its routes with).
+type Route = httpkit.Route
 
 // Routes are the people endpoints (docs/openapi.yaml).
 func (s *Service) Routes() []Route {
 	return []Route{
-		{"GET", "/profiles", s.getProfiles},
-		{"POST", "/profiles", s.postProfile},
-		{"GET", "/profiles/{id}", byID(s, s.Get)},
-		{"PATCH", "/profiles/{id}", s.patchProfile},
-		{"DELETE", "/profiles/{id}", byID(s, s.Delete)},
-		{"GET", "/profiles/{id}/deletion", byID(s, s.PlanDelete)},
-		{"POST", "/profiles/{id}/merge", s.postMerge},
-		{"GET", "/merges", s.getMerges},
-		{"POST", "/merges/{id}/undo", byID(s, s.Undo)},
-		{"POST", "/merges/{id}/confirm", byID(s, s.Confirm)},
-		{"PUT", "/sources/{id}/profile", s.putSourceProfile},
-		{"PUT", "/sources/{id}/patients/{patient}/profile", s.putPatientProfile},
-		{"GET", "/unlinked", s.getUnlinked},
+		{Method: "GET", Path: "/profiles", Handler: s.getProfiles},
+		{Method: "POST", Path: "/profiles", Handler: s.postProfile},
+		{Method: "GET", Path: "/profiles/{id}", Handler: byID(s, s.Get)},
+		{Method: "PATCH", Path: "/profiles/{id}", Handler: s.patchProfile},
+		{Method: "DELETE", Path: "/profiles/{id}", Handler: byID(s, s.Delete)},
+		{Method: "GET", Path: "/profiles/{id}/deletion", Handler: byID(s, s.PlanDelete)},
+		{Method: "POST", Path: "/profiles/{id}/merge", Handler: s.postMerge},
+		{Method: "GET", Path: "/merges", Handler: s.getMerges},
+		{Method: "POST", Path: "/merges/{id}/undo", Handler: byID(s, s.Undo)},
+		{Method: "POST", Path: "/merges/{id}/confirm", Handler: byID(s, s.Confirm)},
+		{Method: "PUT", Path: "/sources/{id}/profile", Handler: s.putSourceProfile},
+		{Method: "PUT", Path: "/sources/{id}/patients/{patient}/profile", Handler: s.putPatientProfile},
+		{Method: "GET", Path: "/unlinked", Handler: s.getUnlinked},
 	}
 }
 
@@ -57,36 +48,11 @@ func byID[T any](s *Service, fn func(context.Context, int64) (T, error)) http.Ha
 	}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { httpkit.WriteJSON(w, status, v) }
 
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
-}
-
+// fail answers err through the one mapper: people's errors carry their status.
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var ie *InvalidError
-	switch {
-	case errors.As(err, &ie):
-		writeError(w, http.StatusBadRequest, "bad_request", ie.Msg)
-	case errors.Is(err, ErrNotFound):
-		msg := err.Error()
-		writeError(w, http.StatusNotFound, "not_found", strings.ToUpper(msg[:1])+msg[1:]+".")
-	case errors.Is(err, ErrChanged):
-		writeError(w, http.StatusConflict, "changed", "The records changed while deleting; nothing was deleted. Please try again.")
-	case errors.Is(err, records.ErrDiskFull):
-		writeError(w, http.StatusInsufficientStorage, "disk_full", err.Error())
-	case errors.Is(err, context.Canceled):
-		writeError(w, 499, "cancelled", "The request was cancelled; nothing was changed.")
-	default:
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", "Something went wrong on our side: "+err.Error())
-	}
+	httpkit.Fail(w, r, s.log, err)
 }
 
 func idParam(r *http.Request, name string) (int64, error) {
@@ -97,18 +63,10 @@ func idParam(r *http.Request, name string) (int64, error) {
 	return n, nil
 }
 
-// decode reads a small JSON body strictly.
+// decode reads a small JSON body strictly (httpkit.DecodeJSON: unknown fields and duplicate
+// keys refused).
 func decode(r *http.Request, v any) error {
-	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, 1<<16))
-	if err != nil {
-		return invalid("The request body is too large.")
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return invalid("The request body is not the JSON this endpoint expects: %v", err)
-	}
-	return nil
+	return httpkit.DecodeJSON(r, v, 1<<16, false)
 }
 
 // profileBody reads {"profile_id": N|null}: the field is required, null means nobody.
@@ -137,7 +95,7 @@ func (s *Service) getProfiles(w http.ResponseWriter, r *http.Request) {
 	case "1", "true":
 		o.Counts = true
 	default:
-		writeError(w, http.StatusBadRequest, "bad_request", "counts must be true or false.")
+		httpkit.WriteError(w, http.StatusBadRequest, "bad_request", "counts must be true or false.")
 		return
 	}
 	list, err := s.List(r.Context(), o)
@@ -195,7 +153,7 @@ func (s *Service) postMerge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if body.From <= 0 {
-		writeError(w, http.StatusBadRequest, "bad_request", `Send {"from": <id of the person to merge into this one>}.`)
+		httpkit.WriteError(w, http.StatusBadRequest, "bad_request", `Send {"from": <id of the person to merge into this one>}.`)
 		return
 	}
 	m, err := s.Merge(r.Context(), into, body.From)
@@ -247,7 +205,7 @@ func (s *Service) putPatientProfile(w http.ResponseWriter, r *http.Request) {
 	}
 	patient := r.PathValue("patient")
 	if !fhir.ValidID(patient) {
-		writeError(w, http.StatusBadRequest, "bad_request", "The patient must be a FHIR id, as in Patient/<id>.")
+		httpkit.WriteError(w, http.StatusBadRequest, "bad_request", "The patient must be a FHIR id, as in Patient/<id>.")
 		return
 	}
 	var body profileBody

@@ -49,6 +49,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"regexp"
 	"strings"
 	"time"
@@ -111,6 +112,10 @@ var ErrNotFound = records.ErrNotFound
 type InvalidError struct{ Msg string }
 
 func (e *InvalidError) Error() string { return e.Msg }
+
+// HTTPStatus and ErrorCode: a 400 bad_request (httpkit.Coded).
+func (e *InvalidError) HTTPStatus() int   { return http.StatusBadRequest }
+func (e *InvalidError) ErrorCode() string { return "bad_request" }
 
 func invalid(format string, args ...any) error { return &InvalidError{fmt.Sprintf(format, args...)} }
 
@@ -254,6 +259,13 @@ func (in *Input) check() error {
 		n := strings.Join(strings.Fields(*in.Name), " ")
 		if n == "" || utf8.RuneCountInString(n) > 200 {
 			return invalid("A name must be 1 to 200 characters.")
+		}
+		for _, r := range n {
+			// NUL and other control characters, invisible (zero-width) and direction-overriding
+			// characters make a name that reads differently from what it holds.
+			if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
+				return invalid("A name cannot hold control, invisible or text-direction characters.")
+			}
 		}
 		in.Name = &n
 	}
