@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -306,7 +307,7 @@ func BenchmarkImportPeakRSSSmall(b *testing.B) {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("build: %v %s", err, out)
 	}
-	for _, n := range []int{30_000, 300_000, 3_000_000} {
+	for _, n := range benchSizes() {
 		b.Run(fmt.Sprintf("resources=%d", n), func(b *testing.B) {
 			path := filepath.Join(b.TempDir(), "small.ndjson")
 			f, err := os.Create(path)
@@ -332,4 +333,20 @@ func BenchmarkImportPeakRSSSmall(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchSizes are the resource counts of BenchmarkImportPeakRSSSmall; FASTEN_BENCH_SMALL (a
+// comma-separated list) replaces them.
+func benchSizes() []int {
+	v := os.Getenv("FASTEN_BENCH_SMALL")
+	if v == "" {
+		return []int{30_000, 300_000, 3_000_000}
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
