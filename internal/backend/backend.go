@@ -24,12 +24,14 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/connect"
 	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/events"
+	"github.com/fastenhealth/fasten-desktop/internal/events/sse"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 	"github.com/fastenhealth/fasten-desktop/internal/paths"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 	"github.com/fastenhealth/fasten-desktop/internal/syncer"
+	"github.com/fastenhealth/fasten-desktop/internal/webhooks"
 )
 
 // Options choose where and how the backend runs.
@@ -65,9 +67,11 @@ type Backend struct {
 	// hands out token managers (TokenManagerFor). Connect.LighthouseURL() is the Lighthouse in
 	// use now: a change in Settings applies without a restart, unlike LighthouseURL above.
 	Connect *connect.Service
-	// Bus carries events to the window (Wails events), to browsers (SSE) and to webhooks (Hub).
-	Bus *events.Bus
-	Hub *events.Hub
+	// Bus carries events to the window (Wails events), to browsers (Stream, SSE) and to webhooks
+	// (Hub).
+	Bus    *events.Bus
+	Stream *sse.Stream
+	Hub    *webhooks.Hub
 	// Syncer keeps provider sources up to date; Run starts it.
 	Syncer *syncer.Syncer
 	// People serves the household's people (profiles): listing, editing, merge with undo,
@@ -166,7 +170,13 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		}
 	})
 	b.API.Add(b.Syncer.Routes()...)
-	b.Hub, err = events.NewHub(ctx, events.HubConfig{
+	b.Stream, err = sse.New(sse.Options{Bus: b.Bus, Log: b.Log.With("part", "sse")})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.API.Add(b.Stream.Routes()...)
+	b.Hub, err = webhooks.New(ctx, webhooks.Config{
 		Bus:     b.Bus,
 		DB:      b.DB,
 		Secrets: b.Keyring,
@@ -186,12 +196,13 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 }
 
 // Run runs the background services (scheduled and on-demand syncs, webhook deliveries and
-// lease expiry) until ctx ends. Serve mode and the desktop window run it; one-shot commands
+// lease expiry, SSE ticket expiry; SSE streams end when it returns) until ctx ends. Serve mode and the desktop window run it; one-shot commands
 // (import, sync) do not.
 func (b *Backend) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, run := range []func(context.Context) error{b.Syncer.Run, b.Hub.Run} {
+	runs := []func(context.Context) error{b.Syncer.Run, b.Hub.Run, b.Stream.Run}
+	errs := make([]error, len(runs))
+	for i, run := range runs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
