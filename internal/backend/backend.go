@@ -28,6 +28,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 	"github.com/fastenhealth/fasten-desktop/internal/paths"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
+	"github.com/fastenhealth/fasten-desktop/internal/prefs"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 	"github.com/fastenhealth/fasten-desktop/internal/syncer"
@@ -77,6 +78,8 @@ type Backend struct {
 	// People serves the household's people (profiles): listing, editing, merge with undo,
 	// re-assignment, deletion; the importer and the connect flow match patients with it.
 	People *people.Service
+	// Prefs serves start at login and the sync interval (/preferences).
+	Prefs *prefs.Preferences
 }
 
 // Open prepares everything; Close undoes it.
@@ -191,7 +194,16 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		return nil, err
 	}
 	b.API.Add(b.Hub.Routes()...)
-	b.API.Add(b.PreferenceRoutes()...) // start at login, sync interval (prefs.go)
+	login, loginUnsupported := prefs.LoginEntry(dirs.Data)
+	b.Prefs = prefs.New(prefs.Options{
+		Config:           b.Config,
+		Login:            login,
+		LoginUnsupported: loginUnsupported,
+		ApplyInterval:    b.Syncer.SetInterval,
+		ActiveInterval:   cfg.SyncEvery(),
+		Log:              b.Log.With("part", "preferences"),
+	})
+	b.API.Add(b.Prefs.Routes()...)
 	return b, nil
 }
 
