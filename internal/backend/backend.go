@@ -26,6 +26,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/events"
 	"github.com/fastenhealth/fasten-desktop/internal/events/sse"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
+	"github.com/fastenhealth/fasten-desktop/internal/installation"
 	"github.com/fastenhealth/fasten-desktop/internal/paths"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/prefs"
@@ -44,7 +45,7 @@ type Options struct {
 	LogToStderr   bool
 	Getenv        func(string) string
 	// Keyring keeps the installation secret and provider tokens. nil means the OS keyring
-	// (secrets.NewKeyring(connect.KeyringService)); there is no other fallback. Tests inject a
+	// (secrets.NewKeyring(installation.KeyringService)); there is no other fallback. Tests inject a
 	// fake store here explicitly.
 	Keyring secrets.Store
 }
@@ -64,9 +65,13 @@ type Backend struct {
 	// Keyring keeps the installation secret and provider tokens (the OS keyring unless a test
 	// injected one).
 	Keyring secrets.Store
-	// Connect serves registration, settings, the provider catalog, connect and disconnect, and
-	// hands out token managers (TokenManagerFor). Connect.LighthouseURL() is the Lighthouse in
-	// use now: a change in Settings applies without a restart, unlike LighthouseURL above.
+	// Installation serves the registration with the Lighthouse and its settings;
+	// Installation.LighthouseURL() is the Lighthouse in use now: a change in Settings applies
+	// without a restart, unlike LighthouseURL above.
+	Installation *installation.Service
+	// Tokens hands out the provider sources' token managers (the syncer's and the flow's).
+	Tokens *connect.Tokens
+	// Connect serves the provider catalog, connect, disconnect and reconnect.
 	Connect *connect.Service
 	// Bus carries events to the window (Wails events), to browsers (Stream, SSE) and to webhooks
 	// (Hub).
@@ -129,7 +134,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 	})
 	b.Keyring = opt.Keyring
 	if b.Keyring == nil {
-		b.Keyring = secrets.NewKeyring(connect.KeyringService)
+		b.Keyring = secrets.NewKeyring(installation.KeyringService)
 	}
 	b.People = people.New(people.Options{
 		Store:  b.Store,
@@ -146,33 +151,54 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 	for _, r := range b.People.Routes() {
 		b.API.Add(api.Route{Method: r.Method, Path: r.Path, Handler: r.Handler})
 	}
-	b.Connect, err = connect.New(connect.Options{
-		Store:              b.Store,
+	b.Installation, err = installation.New(installation.Options{
 		Config:             b.Config,
 		Keyring:            b.Keyring,
 		LighthouseOverride: override,
-		Log:                b.Log.With("part", "connect"),
-		Events:             b.Bus,
-		People:             b.People,
+		Log:                b.Log.With("part", "installation"),
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.API.Add(b.Installation.Routes()...)
+	b.Tokens, err = connect.NewTokens(connect.TokensOptions{
+		Keyring:      b.Keyring,
+		Installation: b.Installation,
+		Log:          b.Log.With("part", "tokens"),
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.Syncer = syncer.New(syncer.Config{
+		Store:    b.Store,
+		Tokens:   b.Tokens.ManagerFor,
+		Events:   b.Bus,
+		Log:      b.Log.With("part", "syncer"),
+		Interval: cfg.SyncEvery(),
+	})
+	b.API.Add(b.Syncer.Routes()...)
+	b.Connect, err = connect.New(connect.Options{
+		Store:        b.Store,
+		Installation: b.Installation,
+		Tokens:       b.Tokens,
+		Keyring:      b.Keyring,
+		Log:          b.Log.With("part", "connect"),
+		Events:       b.Bus,
+		People:       b.People,
+		// A new or reconnected source gets its first sync at once.
+		OnConnected: func(id int64) {
+			if err := b.Syncer.Enqueue(context.Background(), id, syncer.TriggerConnect); err != nil {
+				b.Log.Warn("could not start the first sync", "source_id", id, "err", err)
+			}
+		},
 	})
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
 	b.API.Add(b.Connect.Routes()...)
-	b.Syncer = syncer.New(syncer.Config{
-		Store:    b.Store,
-		Tokens:   b.Connect.TokenManagerFor,
-		Events:   b.Bus,
-		Log:      b.Log.With("part", "syncer"),
-		Interval: cfg.SyncEvery(),
-	})
-	b.Connect.SetOnConnected(func(id int64) {
-		if err := b.Syncer.Enqueue(context.Background(), id, syncer.TriggerConnect); err != nil {
-			b.Log.Warn("could not start the first sync", "source_id", id, "err", err)
-		}
-	})
-	b.API.Add(b.Syncer.Routes()...)
 	b.Stream, err = sse.New(sse.Options{Bus: b.Bus, Log: b.Log.With("part", "sse")})
 	if err != nil {
 		b.Close()
