@@ -403,7 +403,7 @@ func (s *Service) watch(a *attempt) {
 	_, err := a.listener.Wait(s.ctx)
 	if err != nil {
 		status := StatusFailed
-		code, msg := failure(err)
+		code, msg, errID := failure(err)
 		if code == ErrCodeCancelled {
 			status = StatusCancelled
 		}
@@ -411,7 +411,11 @@ func (s *Service) watch(a *attempt) {
 		a.status, a.errCode, a.errMsg, a.finished = status, code, msg, s.now()
 		s.mu.Unlock()
 		close(a.done)
-		s.log.Info("sign-in ended", "provider", a.provider.ID, "connect_id", a.id, "status", status, "reason", code, "err", err)
+		if errID != "" {
+			s.log.Error("sign-in failed", "provider", a.provider.ID, "connect_id", a.id, "error_id", errID, "err", err)
+		} else {
+			s.log.Info("sign-in ended", "provider", a.provider.ID, "connect_id", a.id, "status", status, "reason", code, "err", err)
+		}
 		return
 	}
 	s.mu.Lock()
@@ -433,26 +437,28 @@ func (s *Service) watch(a *attempt) {
 	}
 }
 
-// failure turns the outcome of a sign-in into a code and a sentence for the user.
-func failure(err error) (string, string) {
+// failure turns the outcome of a sign-in into a code and a sentence for the user. An error that
+// is not one of the known outcomes is not shown (it may name internal paths): the sentence names
+// an id for the log line instead, which failure also returns.
+func failure(err error) (code, msg, errID string) {
 	var pe *callback.ProviderError
 	var c httpkit.Coded
 	var oe *smart.OAuthError
 	switch {
 	case errors.Is(err, callback.ErrClosed), errors.Is(err, context.Canceled):
-		return ErrCodeCancelled, "Connecting was cancelled. Nothing was connected."
+		return ErrCodeCancelled, "Connecting was cancelled. Nothing was connected.", ""
 	case errors.Is(err, callback.ErrTimeout):
-		return ErrCodeTimeout, "The sign-in timed out: the provider did not send you back to Fasten within 10 minutes. Nothing was connected; you can start again."
+		return ErrCodeTimeout, "The sign-in timed out: the provider did not send you back to Fasten within 10 minutes. Nothing was connected; you can start again.", ""
 	case errors.Is(err, callback.ErrAccessDenied):
-		return ErrCodeDenied, "You declined to share your records at the provider, so nothing was connected."
+		return ErrCodeDenied, "You declined to share your records at the provider, so nothing was connected.", ""
 	case errors.As(err, &pe):
-		return ErrCodeProvider, "The provider refused the sign-in, so nothing was connected. " + capitalise(pe.Error()) + "."
+		return ErrCodeProvider, "The provider refused the sign-in, so nothing was connected. " + capitalise(pe.Error()) + ".", ""
 	case errors.Is(err, callback.ErrNoCode):
-		return ErrCodeProvider, "The provider sent you back without a sign-in code, so nothing was connected."
+		return ErrCodeProvider, "The provider sent you back without a sign-in code, so nothing was connected.", ""
 	case errors.Is(err, smart.ErrNoPatient):
-		return ErrCodeNoPatient, "The provider did not say whose records were shared, so nothing was connected. Try again and choose a patient at the provider."
+		return ErrCodeNoPatient, "The provider did not say whose records were shared, so nothing was connected. Try again and choose a patient at the provider.", ""
 	case errors.Is(err, smart.ErrIssuerMismatch):
-		return ErrCodeIssuer, "The sign-in answer came from a different server than the provider Fasten asked, so it was not used and nothing was connected."
+		return ErrCodeIssuer, "The sign-in answer came from a different server than the provider Fasten asked, so it was not used and nothing was connected.", ""
 	case errors.As(err, &oe):
 		msg := "The provider refused the sign-in, so nothing was connected. You can start again."
 		if oe.Code != "" {
@@ -462,18 +468,19 @@ func failure(err error) (string, string) {
 			}
 			msg += "."
 		}
-		return ErrCodeRefused, msg
+		return ErrCodeRefused, msg, ""
 	case errors.As(err, &c):
 		switch code := c.ErrorCode(); {
 		case code == "keyring_locked":
-			return ErrCodeKeyringLocked, c.Error()
+			return ErrCodeKeyringLocked, c.Error(), ""
 		case strings.HasPrefix(code, "keyring"):
-			return ErrCodeKeyring, c.Error()
+			return ErrCodeKeyring, c.Error(), ""
 		default:
-			return code, c.Error()
+			return code, c.Error(), ""
 		}
 	}
-	return ErrCodeFailed, "Connecting did not finish: " + err.Error()
+	errID = randomHex(6)
+	return ErrCodeFailed, "Connecting did not finish because of a problem on our side, so nothing was connected. The details are in the log under error " + errID + ".", errID
 }
 
 // fetchPatient reads the connected patient from the provider (best effort, bounded): the

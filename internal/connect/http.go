@@ -26,13 +26,6 @@ func (s *Service) Routes() []httpkit.Route {
 	}
 }
 
-func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
-	httpkit.Fail(w, r, s.log, err)
-}
-
-// decode reads a small JSON body strictly; an empty body leaves v as it is.
-func decode(r *http.Request, v any) error { return httpkit.DecodeJSON(r, v, 0, true) }
-
 // CatalogEntry is a provider as GET /providers lists it.
 type CatalogEntry struct {
 	ID           string `json:"id"`
@@ -71,7 +64,7 @@ func (s *Service) getProviders(w http.ResponseWriter, r *http.Request) {
 	}
 	ps, err := s.Providers(r.Context(), q)
 	if err != nil {
-		s.fail(w, r, err)
+		httpkit.Fail(w, r, s.log, err)
 		return
 	}
 	httpkit.WriteJSON(w, http.StatusOK, ps)
@@ -82,8 +75,8 @@ func (s *Service) postConnect(w http.ResponseWriter, r *http.Request) {
 		Provider string          `json:"provider"`
 		Profile  json.RawMessage `json:"profile"`
 	}
-	if err := decode(r, &body); err != nil {
-		s.fail(w, r, err)
+	if err := httpkit.DecodeJSON(r, &body, 0, true); err != nil {
+		httpkit.Fail(w, r, s.log, err)
 		return
 	}
 	req := ConnectRequest{Provider: body.Provider}
@@ -102,7 +95,7 @@ func (s *Service) postConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	started, err := s.Connect(r.Context(), req)
 	if err != nil {
-		s.fail(w, r, err)
+		httpkit.Fail(w, r, s.log, err)
 		return
 	}
 	httpkit.WriteJSON(w, http.StatusOK, started)
@@ -111,7 +104,7 @@ func (s *Service) postConnect(w http.ResponseWriter, r *http.Request) {
 func (s *Service) getConnect(w http.ResponseWriter, r *http.Request) {
 	st, err := s.Status(r.PathValue("connect_id"))
 	if err != nil {
-		s.fail(w, r, err)
+		httpkit.Fail(w, r, s.log, err)
 		return
 	}
 	httpkit.WriteJSON(w, http.StatusOK, st)
@@ -120,7 +113,7 @@ func (s *Service) getConnect(w http.ResponseWriter, r *http.Request) {
 func (s *Service) deleteConnect(w http.ResponseWriter, r *http.Request) {
 	st, err := s.Cancel(r.Context(), r.PathValue("connect_id"))
 	if err != nil {
-		s.fail(w, r, err)
+		httpkit.Fail(w, r, s.log, err)
 		return
 	}
 	httpkit.WriteJSON(w, http.StatusOK, st)
@@ -137,19 +130,19 @@ func sourceID(r *http.Request) (int64, error) {
 func (s *Service) postDisconnect(w http.ResponseWriter, r *http.Request) {
 	id, err := sourceID(r)
 	if err != nil {
-		s.fail(w, r, err)
+		httpkit.Fail(w, r, s.log, err)
 		return
 	}
 	var body struct {
 		DeleteRecords bool `json:"delete_records"`
 	}
-	if err := decode(r, &body); err != nil {
-		s.fail(w, r, err)
+	if err := httpkit.DecodeJSON(r, &body, 0, true); err != nil {
+		httpkit.Fail(w, r, s.log, err)
 		return
 	}
 	out, err := s.Disconnect(r.Context(), id, body.DeleteRecords)
 	if err != nil {
-		s.fail(w, r, err)
+		httpkit.Fail(w, r, s.log, err)
 		return
 	}
 	httpkit.WriteJSON(w, http.StatusOK, out)
@@ -158,12 +151,12 @@ func (s *Service) postDisconnect(w http.ResponseWriter, r *http.Request) {
 func (s *Service) postReconnect(w http.ResponseWriter, r *http.Request) {
 	id, err := sourceID(r)
 	if err != nil {
-		s.fail(w, r, err)
+		httpkit.Fail(w, r, s.log, err)
 		return
 	}
 	started, err := s.Reconnect(r.Context(), id)
 	if err != nil {
-		s.fail(w, r, err)
+		httpkit.Fail(w, r, s.log, err)
 		return
 	}
 	httpkit.WriteJSON(w, http.StatusOK, started)
