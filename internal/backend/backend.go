@@ -25,6 +25,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/events"
 	"github.com/fastenhealth/fasten-desktop/internal/events/sse"
+	"github.com/fastenhealth/fasten-desktop/internal/events/webhooks"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 	"github.com/fastenhealth/fasten-desktop/internal/installation"
 	"github.com/fastenhealth/fasten-desktop/internal/paths"
@@ -33,7 +34,6 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 	"github.com/fastenhealth/fasten-desktop/internal/syncer"
-	"github.com/fastenhealth/fasten-desktop/internal/webhooks"
 )
 
 // Options choose where and how the backend runs.

@@ -2,7 +2,7 @@
 // records, source status) to whoever listens: an in-process Bus with typed topics and throttled
 // progress. Its listeners live elsewhere: the desktop window (Bus.Forward to Wails events),
 // Server-Sent Events for the frontend in serve mode (internal/events/sse), and the WebSub webhook
-// hub for the user's own local tools (internal/webhooks).
+// hub for the user's own local tools (internal/events/webhooks).
 //
 // The no-PHI rule: event payloads carry ids, resource types, counts, sizes, states and phases,
 // never clinical content (names, codes, values, narrative, file contents). Progress topics are

@@ -26,7 +26,7 @@ import (
 //   - window=64: a sustained stream, for throughput.
 //
 // Reported: events/s (each delivered to all 100), deliveries/s, and the Publish-to-handler latency
-// p50/p99 in microseconds. Run: go test -run '^$' -bench Hub100 -benchtime 300x ./internal/events/
+// p50/p99 in microseconds. Run: go test -run '^$' -bench Hub100 -benchtime 300x ./internal/events/webhooks/
 func BenchmarkHub100Subscribers(b *testing.B) {
 	for _, c := range []struct{ subs, window int }{{1, 1}, {100, 1}, {100, 64}} {
 		b.Run(fmt.Sprintf("subs=%d/window=%d", c.subs, c.window), func(b *testing.B) { benchHub(b, c.subs, c.window) })
