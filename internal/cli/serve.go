@@ -56,7 +56,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 		Open: func(r *http.Request) bool {
 			// Health and the static frontend need no token; an SSE request with a valid
 			// single-use ticket (for EventSource, which cannot send headers) neither.
-			return r.URL.Path == api.Prefix+"/health" || !strings.HasPrefix(r.URL.Path, "/api/") || b.Hub.TicketRequest(r)
+			return r.URL.Path == api.Prefix+"/health" || !strings.HasPrefix(r.URL.Path, "/api/") || b.Stream.TicketRequest(r)
 		},
 		FormPaths: []string{api.Prefix + "/hub"},
 	})

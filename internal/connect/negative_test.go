@@ -330,7 +330,7 @@ func TestKeyringErrors(t *testing.T) {
 		if code != http.StatusServiceUnavailable || ae.Error.Code != "keyring_locked" || !strings.Contains(ae.Error.Message, "Unlock it") {
 			t.Fatalf("%d %+v", code, ae)
 		}
-		if in, _ := e.svc.Installation(); in != nil {
+		if in, _ := e.inst.Installation(); in != nil {
 			t.Fatal("registered anyway")
 		}
 	})
