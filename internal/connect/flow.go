@@ -319,6 +319,20 @@ func (s *Service) handle(ctx context.Context, a *attempt, r callback.Result) err
 	if err != nil {
 		return err
 	}
+	if a.reconnect == nil && tok.Patient != "" {
+		// The same patient at the same provider again: sign in to the source that holds them
+		// (new tokens, the same records, one sync), never a second copy of every record.
+		src, found, err := s.store.FindProviderSource(ctx, a.provider.ID, a.server.FHIRBase, tok.Patient)
+		if err != nil {
+			return err
+		}
+		if found && src.TokenURL == a.tokenURL && src.Confidential == a.provider.Confidential && src.ClientID == a.clientID {
+			s.mu.Lock()
+			a.reconnect = &src
+			s.mu.Unlock()
+			s.log.Info("this patient is connected already; signing in to their source again", "provider", a.provider.ID, "source_id", src.ID)
+		}
+	}
 	if a.reconnect != nil {
 		return s.saveReconnect(ctx, a, tok)
 	}

@@ -35,3 +35,19 @@ func (s *Store) AddSource(ctx context.Context, n NewSource) (int64, error) {
 	})
 	return id, err
 }
+
+// FindProviderSource returns the provider source that holds this provider's patient (the same
+// provider, FHIR server and patient id), if there is one: a second connect of the same patient
+// signs in to it again instead of adding a copy of every record.
+func (s *Store) FindProviderSource(ctx context.Context, providerID, fhirBase, patientID string) (Source, bool, error) {
+	src, err := scanSource(s.db.Read.QueryRowContext(ctx, `SELECT `+sourceCols+` FROM sources s
+		WHERE s.kind = 'provider' AND s.provider_id = ? AND s.fhir_base = ? AND s.patient_id = ? ORDER BY s.id LIMIT 1`,
+		providerID, fhirBase, patientID))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return Source{}, false, nil
+	case err != nil:
+		return Source{}, false, fmt.Errorf("look up the provider's source: %w", err)
+	}
+	return src, true, nil
+}
