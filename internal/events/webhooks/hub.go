@@ -50,7 +50,12 @@ const (
 const (
 	MaxSecretLen = 199 // hub.secret must be under 200 bytes
 	MinSecretLen = 16  // and at least this long: it is the only thing that authenticates deliveries
-	MaxCallback  = 2048
+	// MaxSubscriptions is how many subscriptions (pending, active or failed) the hub keeps; a
+	// subscribe past it gets 429.
+	MaxSubscriptions = 100
+	// minSecretBits is the least entropy a hub.secret must show (secrets.Weak).
+	minSecretBits = 40
+	MaxCallback   = 2048
 )
 
 // Config holds the hub's dependencies and limits; zero limits take the defaults shown.
@@ -354,7 +359,7 @@ func (h *Hub) startWorkerLocked(id string, l *lane) {
 func (h *Hub) dispatch(ctx context.Context, ev events.Event) {
 	now := h.now()
 	var expired []string
-	it := item{ev: ev}
+	full, withheld := item{ev: ev}, item{ev: ev}
 	h.mu.Lock()
 	for _, s := range h.subs {
 		if s.state != StateActive || s.lane == nil || !contains(s.events, ev.Event) {
@@ -364,10 +369,18 @@ func (h *Hub) dispatch(ctx context.Context, ev events.Event) {
 			expired = append(expired, s.id)
 			continue
 		}
-		if it.body == nil {
-			it.body, _ = json.Marshal(ev)
+		it := &full
+		if !s.allow {
+			it = &withheld // file names can name a diagnosis: only for subscribers allowed content
 		}
-		if s.lane.push(it) {
+		if it.body == nil {
+			e := ev
+			if !s.allow {
+				e = withholdNames(ev)
+			}
+			it.body, _ = json.Marshal(e)
+		}
+		if s.lane.push(*it) {
 			s.dropped++
 		}
 	}
@@ -561,6 +574,9 @@ func (h *Hub) parseSubscribe(callback string, form url.Values) (subscribeRequest
 	case len(secret) < MinSecretLen:
 		return req, badRequest("hub.secret must be at least %d bytes of random text.", MinSecretLen)
 	}
+	if why := secrets.Weak(secret, minSecretBits); why != "" {
+		return req, badRequest("hub.secret is too easy to guess: %s. Use random text, e.g. 32 random bytes in hex.", why)
+	}
 	req.secret = []byte(secret)
 	if req.lease, err = h.grantLease(form.Get("hub.lease_seconds")); err != nil {
 		return req, err
@@ -594,6 +610,11 @@ func (h *Hub) subscribe(ctx context.Context, req subscribeRequest) (Subscription
 	}
 	s := h.byCallback[req.callback]
 	isNew := s == nil
+	if isNew && len(h.subs) >= MaxSubscriptions {
+		h.mu.Unlock()
+		return Subscription{}, &requestError{http.StatusTooManyRequests, "too_many_subscriptions",
+			fmt.Sprintf("The hub already holds %d subscriptions, its limit. Unsubscribe or delete ones you no longer use first.", MaxSubscriptions)}
+	}
 	if isNew {
 		now := h.now()
 		s = &sub{id: "sub_" + randHex(10), callback: req.callback, events: req.events, state: StatePending, lease: req.lease,
@@ -970,4 +991,49 @@ func appendQuery(u string, q url.Values) string {
 		}
 	}
 	return u + sep + q.Encode()
+}
+
+// withholdNames removes what an event says of the user's file names (import.done carries the
+// import --json object: each file's name, skipped resources' files, warnings that quote them) for
+// a subscriber the user has not allowed content: files become "file 1", "file 2"...
+func withholdNames(ev events.Event) events.Event {
+	if ev.Event != "import.done" {
+		return ev
+	}
+	var data map[string]any
+	if json.Unmarshal(ev.Data, &data) != nil {
+		return ev
+	}
+	names := map[string]string{}
+	alias := func(v any) any {
+		name, _ := v.(string)
+		if name == "" {
+			return v
+		}
+		if a, ok := names[name]; ok {
+			return a
+		}
+		names[name] = fmt.Sprintf("file %d", len(names)+1)
+		return names[name]
+	}
+	for _, key := range []string{"sources", "skipped"} {
+		list, _ := data[key].([]any)
+		for _, x := range list {
+			if m, ok := x.(map[string]any); ok {
+				if _, has := m["file"]; has {
+					m["file"] = alias(m["file"])
+				}
+				delete(m, "resource")
+			}
+		}
+	}
+	if w, ok := data["warnings"].([]any); ok && len(w) > 0 {
+		data["warnings"] = []string{fmt.Sprintf("%d warnings (withheld: they name files)", len(w))}
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return ev
+	}
+	ev.Data = raw
+	return ev
 }

@@ -3,6 +3,7 @@ package webhooks
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/hex"
@@ -240,7 +241,11 @@ func TestSecretRules(t *testing.T) {
 		{"500 bytes", strings.Repeat("s", 500), http.StatusBadRequest},
 		{"too short", "short", http.StatusBadRequest},
 		{"used by another subscription", secretA, http.StatusConflict},
-		{"199 bytes", strings.Repeat("t", 199), http.StatusAccepted},
+		{"199 bytes", randomText(199), http.StatusAccepted},
+		// Issue 14.19: long enough but guessable.
+		{"one character repeated", strings.Repeat("t", 64), http.StatusBadRequest},
+		{"a sequence", "abcdefghijklmnopqrstuvwxyz", http.StatusBadRequest},
+		{"two characters in turn", strings.Repeat("ab", 20), http.StatusBadRequest},
 	}
 	for _, c := range cases {
 		s := newSubscriber(t, c.secret)
@@ -756,4 +761,11 @@ func TestSlowCallbackQueueDropsOldest(t *testing.T) {
 	if d := e.sub(slow.url).Dropped; d != 2 {
 		t.Fatalf("dropped %d, want 2", d)
 	}
+}
+
+// randomText is n characters of random hex.
+func randomText(n int) string {
+	b := make([]byte, (n+1)/2)
+	rand.Read(b)
+	return hex.EncodeToString(b)[:n]
 }
