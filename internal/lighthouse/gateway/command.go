@@ -54,6 +54,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer ln.Close()
 	addr := displayAddr(*listen, ln.Addr())
 	if *publicURL == "" {
+		if !loopbackListen(*listen) {
+			return fmt.Errorf("lighthouse: listening on %s reaches beyond this computer: give --public-url, the address providers and browsers use to reach this gateway (e.g. https://lighthouse.example.org)", addr)
+		}
 		*publicURL = "http://" + addr
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
@@ -91,16 +94,30 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-// displayAddr is the listen address as a client would dial it: the actual port (for :0), and
-// 127.0.0.1 for an unspecified host.
+// displayAddr is the address the gateway listens on, with the actual port (for :0). An
+// unspecified host stays as given (0.0.0.0, [::]): the gateway answers on every interface, and the
+// line it prints says so (issue 14 item 17).
 func displayAddr(listen string, actual net.Addr) string {
 	host, _, err := net.SplitHostPort(listen)
 	_, port, err2 := net.SplitHostPort(actual.String())
 	if err != nil || err2 != nil {
 		return actual.String()
 	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
+	if host == "" {
+		host = "0.0.0.0"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// loopbackListen reports whether the listen address binds only a loopback interface.
+func loopbackListen(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
