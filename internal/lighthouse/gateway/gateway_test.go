@@ -1125,7 +1125,7 @@ func TestCommand(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Command(ctx, []string{"--listen", "127.0.0.1:0", "--db", filepath.Join(dir, "gw.db"), "--providers", providers},
-			&syncBuffer{}, stderr)
+			&syncBuffer{}, stderr, nil)
 	}()
 	var base string
 	select {
@@ -1162,7 +1162,7 @@ func TestCommand(t *testing.T) {
 		{"--db", filepath.Join(dir, "x.db"), "--providers", filepath.Join(dir, "missing.json")},
 		{"--db", filepath.Join(dir, "x.db"), "--providers", providers, "extra"},
 	} {
-		if err := Command(context.Background(), args, &syncBuffer{}, &syncBuffer{}); err == nil {
+		if err := Command(context.Background(), args, &syncBuffer{}, &syncBuffer{}, nil); err == nil {
 			t.Errorf("Command(%v) succeeded", args)
 		}
 	}

@@ -88,7 +88,7 @@ func TestIssue14_17_ListenAllInterfacesNeedsPublicURL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := Command(ctx, []string{"--listen", "0.0.0.0:0", "--db", filepath.Join(dir, "gw.db"), "--providers", providers},
-		&syncBuffer{}, &syncBuffer{})
+		&syncBuffer{}, &syncBuffer{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "--public-url") {
 		t.Fatalf("Command on 0.0.0.0 without --public-url: %v", err)
 	}
@@ -191,7 +191,7 @@ func startCommand(t *testing.T, args ...string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	stderr := newLineWriter()
 	done := make(chan error, 1)
-	go func() { done <- Command(ctx, args, &syncBuffer{}, stderr) }()
+	go func() { done <- Command(ctx, args, &syncBuffer{}, stderr, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -180,6 +180,10 @@ func (s *sealer) seal(ctx context.Context, purpose string, c flowClaims) (string
 	if err != nil {
 		return "", err
 	}
+	return sealWith(k, purpose, c)
+}
+
+func sealWith(k *sealKey, purpose string, c flowClaims) (string, error) {
 	id := make([]byte, 12)
 	if _, err := rand.Read(id); err != nil {
 		return "", err
