@@ -721,3 +721,79 @@ func TestTicketKeyRotationAcrossInstances(t *testing.T) {
 		}
 	})
 }
+
+// The mailer upgrades with STARTTLS when offered (verifying the certificate) and authenticates
+// with the credentials from the environment; they never reach the logs or the outbox.
+func TestSMTPMailerSTARTTLSAndAuth(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smtpd := newSMTPServer(t)
+	smtpd.set(func(s *smtpServer) {
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}}
+		s.auth = "mailer\x00pa55-w0rd-secret"
+	})
+	mailer := &SMTPMailer{Addr: smtpd.addr, From: "lighthouse@example.net", Username: "mailer", Password: "pa55-w0rd-secret",
+		TLSConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
+	e := newEnv(t, filepath.Join(t.TempDir(), "gw.db"), demoProviders("https://fhir.example.org/r4"), withMailer(mailer))
+	ada := e.register("Ada", "ada@example.org")
+	for i := 1; i <= 3; i++ {
+		e.connect(ada, "small", connectBody(t, userKey(i), 50000))
+	}
+	if n := deliver(t, e.g); n != 1 {
+		t.Fatalf("sent %d", n)
+	}
+	m := smtpd.received()[0]
+	if !m.tls || m.user != "mailer" {
+		t.Errorf("message sent with tls=%v user=%q", m.tls, m.user)
+	}
+
+	// A wrong password fails the delivery (kept for retry) without the password anywhere.
+	e.connect(ada, "demo", connectBody(t, userKey(1), 50000))
+	for i := 2; i <= 8; i++ {
+		e.connect(ada, "demo", connectBody(t, userKey(i), 50000))
+	}
+	mailer.Password = "wrong-secret-value"
+	if n := deliver(t, e.g); n != 0 {
+		t.Fatalf("sent %d with a wrong password", n)
+	}
+	rows, _ := e.g.store.outboxAll(context.Background())
+	var failed bool
+	for _, r := range rows {
+		if strings.Contains(r.LastError, "authentication failed") {
+			failed = true
+		}
+		if strings.Contains(r.LastError, "secret") {
+			t.Errorf("last error holds the password: %q", r.LastError)
+		}
+	}
+	if !failed {
+		t.Errorf("no authentication failure recorded: %+v", rows)
+	}
+	if strings.Contains(e.logs.String(), "secret-value") || strings.Contains(e.logs.String(), "pa55") {
+		t.Error("the log holds the SMTP password")
+	}
+	// A server certificate that does not verify stops the delivery before any credential is sent.
+	mailer.Password, mailer.TLSConfig = "pa55-w0rd-secret", nil
+	e.clock.Advance(time.Hour)
+	before := smtpd.connections()
+	if n := deliver(t, e.g); n != 0 {
+		t.Fatalf("sent %d to an unverified server", n)
+	}
+	if smtpd.connections() == before {
+		t.Fatal("no delivery attempted")
+	}
+	rows, _ = e.g.store.outboxAll(context.Background())
+	if last := rows[len(rows)-1]; !strings.Contains(last.LastError, "STARTTLS") || !strings.Contains(last.LastError, "certificate") {
+		t.Errorf("unverified server: last error %q", last.LastError)
+	}
+	// With the right settings it goes out.
+	mailer.TLSConfig = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	e.clock.Advance(time.Hour)
+	if n := deliver(t, e.g); n != 1 || len(smtpd.received()) != 2 {
+		t.Errorf("after fixing the settings: %d sent", n)
+	}
+}

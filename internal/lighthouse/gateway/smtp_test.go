@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bufio"
+	"crypto/tls"
+	"encoding/base64"
 	"net"
 	"strings"
 	"sync"
@@ -23,11 +25,17 @@ type smtpServer struct {
 	delay    time.Duration // before answering the end of DATA: widens races between senders
 	messages []smtpMessage
 	conns    int
+	// tls, when set, is offered with STARTTLS; auth, when set ("user\x00password"), is offered
+	// (after STARTTLS) and required for MAIL.
+	tls  *tls.Config
+	auth string
 }
 
 type smtpMessage struct {
 	from, to string
 	data     string
+	tls      bool   // sent over STARTTLS
+	user     string // authenticated as
 }
 
 func newSMTPServer(t testing.TB) *smtpServer {
@@ -82,10 +90,15 @@ func (s *smtpServer) serve(c net.Conn) {
 	if down {
 		return
 	}
-	r := bufio.NewReader(c)
-	say := func(line string) { c.Write([]byte(line + "\r\n")) }
+	s.mu.Lock()
+	tlsConfig, auth := s.tls, s.auth
+	s.mu.Unlock()
+	var conn net.Conn = c
+	r := bufio.NewReader(conn)
+	say := func(line string) { conn.Write([]byte(line + "\r\n")) }
 	say("220 test ESMTP")
-	var from, to string
+	var from, to, user string
+	secure := false
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -95,7 +108,31 @@ func (s *smtpServer) serve(c net.Conn) {
 		switch {
 		case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
 			say("250-test")
+			if tlsConfig != nil && !secure {
+				say("250-STARTTLS")
+			}
+			if auth != "" && secure {
+				say("250-AUTH PLAIN")
+			}
 			say("250 8BITMIME")
+		case cmd == "STARTTLS" && tlsConfig != nil && !secure:
+			say("220 go ahead")
+			tc := tls.Server(c, tlsConfig)
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			conn, secure = tc, true
+			r = bufio.NewReader(conn)
+		case strings.HasPrefix(cmd, "AUTH PLAIN ") && auth != "" && secure:
+			raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(line)[len("AUTH PLAIN "):])
+			if err != nil || !strings.HasSuffix(string(raw), "\x00"+auth) {
+				say("535 5.7.8 authentication failed")
+				continue
+			}
+			user, _, _ = strings.Cut(auth, "\x00")
+			say("235 2.7.0 ok")
+		case strings.HasPrefix(cmd, "MAIL FROM:") && auth != "" && user == "":
+			say("530 5.7.0 authentication required")
 		case strings.HasPrefix(cmd, "MAIL FROM:"):
 			from, _, _ = strings.Cut(strings.Trim(strings.TrimSpace(line)[10:], "< "), ">")
 			say("250 ok")
@@ -126,7 +163,7 @@ func (s *smtpServer) serve(c net.Conn) {
 				continue
 			}
 			s.mu.Lock()
-			s.messages = append(s.messages, smtpMessage{from: from, to: to, data: b.String()})
+			s.messages = append(s.messages, smtpMessage{from: from, to: to, data: b.String(), tls: secure, user: user})
 			s.mu.Unlock()
 			say("250 queued")
 		case cmd == "RSET", cmd == "NOOP":
