@@ -30,11 +30,11 @@ import (
 
 // Problem types the Lighthouse answers (Error.Type). user_limit_near only appears as a Warning.
 const (
-	TypeInstallationUnknown     = "installation_unknown"
-	TypeInstallationAuthFailed  = "installation_auth_failed"
+	TypeInstallationUnknown    = "installation_unknown"
+	TypeInstallationAuthFailed = "installation_auth_failed"
 	// TypeInstallationRevoked: the Lighthouse operator suspended this installation. Every call
 	// answers it (errors.Is(err, ErrInstallationRevoked)) until the operator lifts it.
-	TypeInstallationRevoked = "installation_revoked"
+	TypeInstallationRevoked     = "installation_revoked"
 	TypeUserLimitReached        = "user_limit_reached"
 	TypeUserLimitNear           = "user_limit_near"
 	TypeProviderUnknown         = "provider_unknown"
