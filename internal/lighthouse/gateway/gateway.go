@@ -253,7 +253,7 @@ func (g *Gateway) logRequests(mux *http.ServeMux) http.Handler {
 		// The path is logged as the route pattern when it carries a user key (DELETE /v1/users).
 		path := r.URL.Path
 		if strings.Contains(route, "{user_key}") {
-			path = route
+			_, path, _ = strings.Cut(route, " ")
 		}
 		g.log.LogAttrs(r.Context(), level, "request",
 			slog.String("method", r.Method),

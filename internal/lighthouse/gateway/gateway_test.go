@@ -982,6 +982,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	e.call(http.MethodPost, "/v1/token/conf", ada, map[string]string{"grant_type": "refresh_token", "refresh_token": "refresh-token-def"})
 	e.call(http.MethodGet, "/v1/providers", creds{id: ada.id, secret: "wrong-secret-guess"}, nil)
 	e.browse(e.url + "/v1/callback/conf?code=" + code + "&state=" + f.state[:20])
+	e.call(http.MethodDelete, "/v1/users/conf/"+f.req.UserKey, ada, nil)
 
 	e.srv.Close() // waits for in-flight handlers, whose log lines come after their responses
 	logs := e.logs.String()
@@ -990,6 +991,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		"installation secret": ada.secret, "code": code, "app state": f.req.State, "ticket": u.Query().Get("ticket"),
 		"provider state": f.state, "code verifier": f.verifier, "client secret": "client-secret-xyz",
 		"access token": "access-token-abc", "refresh token": "refresh-token-def", "wrong secret": "wrong-secret-guess",
+		"user key": f.req.UserKey,
 	}
 	for name, v := range secrets {
 		if v == "" {
@@ -1000,7 +1002,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"path=/v1/connect/conf", "path=/v1/callback/conf", "path=/v1/token/conf", "status=302",
-		"installation_id=" + ada.id, "method=POST", "duration="} {
+		"installation_id=" + ada.id, "method=POST", "duration=", "client=127.0.0.1", `path="/v1/users/{provider}/{user_key}"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
