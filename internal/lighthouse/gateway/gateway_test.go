@@ -1002,7 +1002,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"path=/v1/connect/conf", "path=/v1/callback/conf", "path=/v1/token/conf", "status=302",
-		"installation_id=" + ada.id, "method=POST", "duration=", "client=127.0.0.1", `path="/v1/users/{provider}/{user_key}"`} {
+		"installation_id=" + ada.id, "method=POST", "duration=", "client=127.0.0.1", "path=/v1/users/{provider}/{user_key} "} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
