@@ -18,6 +18,7 @@ func adminCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("lighthouse admin", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	db := fs.String("db", "", "SQLite database file, or a postgres:// DSN (required)")
+	providersFile := fs.String("providers", "", "providers JSON file: show its current user limits (default: the limit each count was last checked against)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `usage: lighthouse admin --db PATH|postgres://... COMMAND
   installations   each installation: ID, administrator, created, last seen, per-provider users/limit
@@ -56,7 +57,17 @@ func adminCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	now := time.Now()
 	switch cmd {
 	case "installations":
-		return listInstallations(ctx, st, stdout)
+		limits := map[string]int{}
+		if *providersFile != "" {
+			ps, err := LoadProviders(*providersFile)
+			if err != nil {
+				return fmt.Errorf("lighthouse admin: %w", err)
+			}
+			for _, p := range ps {
+				limits[p.ID] = p.UserLimit
+			}
+		}
+		return listInstallations(ctx, st, stdout, limits)
 	case "revoke", "unrevoke":
 		err := st.setRevoked(ctx, rest[0], cmd == "revoke", now)
 		if errors.Is(err, errNotFound) {
@@ -94,7 +105,7 @@ func fmtTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04Z")
 }
 
-func listInstallations(ctx context.Context, st *store, w io.Writer) error {
+func listInstallations(ctx context.Context, st *store, w io.Writer, limits map[string]int) error {
 	list, err := st.installations(ctx)
 	if err != nil {
 		return err
@@ -109,7 +120,9 @@ func listInstallations(ctx context.Context, st *store, w io.Writer) error {
 		var usage []string
 		for _, u := range in.Usage {
 			limit := "?"
-			if u.Limit > 0 {
+			if l, ok := limits[u.ProviderID]; ok {
+				limit = fmt.Sprint(l)
+			} else if u.Limit > 0 {
 				limit = fmt.Sprint(u.Limit)
 			}
 			usage = append(usage, fmt.Sprintf("%s %d/%s", u.ProviderID, u.Count, limit))

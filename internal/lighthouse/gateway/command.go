@@ -191,11 +191,15 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		fmt.Fprintf(stderr, "lighthouse metrics on http://%s/metrics\n", metricsAt)
 	}
 	// Background work starts after the ready line, which scripts wait for as the first line.
+	runDone := make(chan struct{})
 	go func() {
+		defer close(runDone)
 		if err := g.Run(ctx); err != nil {
 			errs <- err
 		}
 	}()
+	// Stop the background work before the database closes (defers run last first).
+	defer func() { cancel(); <-runDone }()
 
 	select {
 	case err := <-errs:

@@ -356,6 +356,11 @@ func TestRevokeAndAdminCommands(t *testing.T) {
 				t.Errorf("installations lacks %q:\n%s", want, out)
 			}
 		}
+		pf := filepath.Join(t.TempDir(), "providers.json")
+		os.WriteFile(pf, []byte(`[{"id":"small","name":"Small Clinic","fhir_base":"https://fhir.example.org/r4","client_id":"c","scopes":"openid","user_limit":5}]`), 0o600)
+		if out := admin("--providers", pf, "installations"); !strings.Contains(out, "small 3/5") || !strings.Contains(out, "demo 1/10") {
+			t.Errorf("installations with current limits:\n%s", out)
+		}
 		if !strings.Contains(admin("outbox"), "pending  user_limit_reached") {
 			t.Errorf("outbox:\n%s", admin("outbox"))
 		}
