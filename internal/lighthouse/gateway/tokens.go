@@ -27,7 +27,9 @@ import (
 //   - the provider state, the OAuth state the gateway sends to the provider and gets back at
 //     GET /v1/callback/{provider}.
 //
-// Each works once: its ID goes into used_tickets (shared by every instance) when it is used.
+// A ticket works once: its ID goes into used_tickets (shared by every instance) when it is used.
+// The state need not (a replayed callback sends the replayer's own browser to its own loopback
+// address with a code the provider accepts once).
 //
 // Encoding: keyID "." base64url(nonce[12] || AES-GCM(subkey(purpose), nonce, JSON claims,
 // additional data = purpose "\n" keyID)).
@@ -238,12 +240,7 @@ func (s *sealer) open(ctx context.Context, purpose, token, provider string) (flo
 	return c, nil
 }
 
-// tokenUseID is the used_tickets ID of a token: its kind and nonce.
-func tokenUseID(purpose string, c flowClaims) string {
-	if purpose == purposeTicket {
-		return "t:" + c.Nonce
-	}
-	return "s:" + c.Nonce
-}
+// ticketUseID is the used_tickets ID of a ticket.
+func ticketUseID(c flowClaims) string { return "t:" + c.Nonce }
 
 func validPort(p int) bool { return p >= 1024 && p <= 65535 }
