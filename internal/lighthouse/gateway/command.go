@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -50,6 +51,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	ipHeader := fs.String("client-ip-header", "", "header with the client IP set by a trusted reverse proxy (e.g. X-Forwarded-For)")
 	smtpAddr := fs.String("smtp-addr", "", "SMTP server HOST:PORT for administrator notifications (credentials from "+EnvSMTPUsername+" and "+EnvSMTPPassword+")")
 	smtpFrom := fs.String("smtp-from", "", "sender address of administrator notifications")
+	outboxInterval := fs.Duration("outbox-interval", outboxPoll, "how often to look for notifications to send")
 	metricsListen := fs.String("metrics-listen", "", "serve /metrics, /healthz and /readyz on this separate (private) address instead of the public one")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate chain file (PEM); with --tls-key, serve HTTPS")
 	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
@@ -136,13 +138,17 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	cfg := Config{
 		DB: *db, Providers: providers, PublicURL: *publicURL, Logger: logger, ClientIPHeader: *ipHeader,
-		SeparateMetrics: *metricsListen != "",
+		SeparateMetrics: *metricsListen != "", OutboxInterval: *outboxInterval,
 	}
 	if *smtpAddr != "" {
 		if _, _, err := net.SplitHostPort(*smtpAddr); err != nil {
 			return fmt.Errorf("lighthouse: --smtp-addr %q must be HOST:PORT", *smtpAddr)
 		}
-		cfg.Mailer = &SMTPMailer{Addr: *smtpAddr, From: *smtpFrom,
+		hello := "localhost"
+		if u, err := url.Parse(*publicURL); err == nil && u.Hostname() != "" && net.ParseIP(u.Hostname()) == nil {
+			hello = u.Hostname()
+		}
+		cfg.Mailer = &SMTPMailer{Addr: *smtpAddr, From: *smtpFrom, HelloName: hello,
 			Username: getenv(EnvSMTPUsername), Password: getenv(EnvSMTPPassword)}
 	}
 	g, err := New(ctx, cfg)

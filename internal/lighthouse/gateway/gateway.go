@@ -59,6 +59,8 @@ type Config struct {
 	DiscoveryTTL time.Duration
 	// Mailer sends the outbox's notifications (see Run); nil leaves them queued.
 	Mailer Mailer
+	// OutboxInterval is how often Run looks for due notifications (default 10 s).
+	OutboxInterval time.Duration
 	// SeparateMetrics leaves GET /metrics out of Handler: the operator serves MetricsHandler on a
 	// private address instead.
 	SeparateMetrics bool
@@ -66,21 +68,22 @@ type Config struct {
 
 // Gateway is a Lighthouse server. Create it with New, serve Handler, and Close it when done.
 type Gateway struct {
-	log       *slog.Logger
-	store     *store
-	sealer    *sealer
-	metrics   *metrics
-	mailer    Mailer
-	sepMetric bool
-	providers map[string]*Provider
-	order     []*Provider
-	public    string // PublicURL without a trailing slash
-	now       func() time.Time
-	disc      *discovery
-	tokenHC   *http.Client
-	limiter   *rateLimiter // successful registrations per client
-	failures  *rateLimiter // refused registration attempts per client, counted apart (issue 14 item 9)
-	ipHeader  string
+	log        *slog.Logger
+	store      *store
+	sealer     *sealer
+	metrics    *metrics
+	mailer     Mailer
+	sepMetric  bool
+	outboxPoll time.Duration
+	providers  map[string]*Provider
+	order      []*Provider
+	public     string // PublicURL without a trailing slash
+	now        func() time.Time
+	disc       *discovery
+	tokenHC    *http.Client
+	limiter    *rateLimiter // successful registrations per client
+	failures   *rateLimiter // refused registration attempts per client, counted apart (issue 14 item 9)
+	ipHeader   string
 }
 
 // New opens (and migrates) the database, loads or creates the ticket signing key, and returns a
@@ -94,14 +97,15 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("public URL %q must be an absolute http(s) URL without query or fragment", cfg.PublicURL)
 	}
 	g := &Gateway{
-		log:       cfg.Logger,
-		providers: map[string]*Provider{},
-		public:    strings.TrimRight(cfg.PublicURL, "/"),
-		now:       cfg.Now,
-		ipHeader:  cfg.ClientIPHeader,
-		metrics:   newMetrics(),
-		mailer:    cfg.Mailer,
-		sepMetric: cfg.SeparateMetrics,
+		log:        cfg.Logger,
+		providers:  map[string]*Provider{},
+		public:     strings.TrimRight(cfg.PublicURL, "/"),
+		now:        cfg.Now,
+		ipHeader:   cfg.ClientIPHeader,
+		metrics:    newMetrics(),
+		mailer:     cfg.Mailer,
+		sepMetric:  cfg.SeparateMetrics,
+		outboxPoll: cfg.OutboxInterval,
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)

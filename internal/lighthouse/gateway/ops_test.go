@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -797,5 +798,70 @@ func TestSMTPMailerSTARTTLSAndAuth(t *testing.T) {
 	e.clock.Advance(time.Hour)
 	if n := deliver(t, e.g); n != 1 || len(smtpd.received()) != 2 {
 		t.Errorf("after fixing the settings: %d sent", n)
+	}
+}
+
+// The command sends notifications with the credentials from the environment, names itself by the
+// public host in EHLO, and logs neither the credentials nor anything of the message.
+func TestCommandSendsNotificationsWithEnvCredentials(t *testing.T) {
+	smtpd := newSMTPServer(t)
+	smtpd.set(func(s *smtpServer) { s.auth, s.authClear = "mailer\x00env-pa55word", true })
+	dir := t.TempDir()
+	pf := filepath.Join(dir, "providers.json")
+	os.WriteFile(pf, []byte(`[{"id":"one","name":"One Clinic","fhir_base":"https://fhir.example.org/r4","client_id":"c",
+		"scopes":"openid","user_limit":1,"authorize_url":"https://fhir.example.org/a","token_url":"https://fhir.example.org/t"}]`), 0o600)
+	vars := map[string]string{EnvSMTPUsername: "mailer", EnvSMTPPassword: "env-pa55word"}
+	ctx, cancel := context.WithCancel(context.Background())
+	stderr := &syncBuffer{}
+	lines := newLineWriter()
+	done := make(chan error, 1)
+	go func() {
+		done <- Command(ctx, []string{"--listen", "127.0.0.1:0", "--db", filepath.Join(dir, "gw.db"), "--providers", pf,
+			"--public-url", "https://lighthouse.example.org", "--smtp-addr", smtpd.addr, "--smtp-from", "lighthouse@example.org",
+			"--outbox-interval", "50ms"}, &syncBuffer{}, io.MultiWriter(stderr, lines), func(k string) string { return vars[k] })
+	}()
+	var base string
+	select {
+	case line := <-lines.lines:
+		base = "http://" + strings.TrimPrefix(line, "lighthouse listening on http://")
+	case err := <-done:
+		t.Fatal(err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no ready line")
+	}
+	e := &env{t: t, url: base}
+	ada := e.register("Ada", "ada@example.org")
+	if r := e.connect(ada, "one", connectBody(t, userKey(1), 50000)); r.status != http.StatusOK {
+		t.Fatalf("connect: %d %s", r.status, r.body)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(smtpd.received()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing sent:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	m := smtpd.received()[0]
+	if m.user != "mailer" || m.to != "ada@example.org" || !strings.Contains(m.data, "One Clinic user limit reached (1 of 1)") {
+		t.Errorf("message %+v", m)
+	}
+	smtpd.mu.Lock()
+	hellos := smtpd.hellos
+	smtpd.mu.Unlock()
+	if len(hellos) == 0 || hellos[0] != "lighthouse.example.org" {
+		t.Errorf("EHLO %v", hellos)
+	}
+	logs := stderr.String()
+	for _, secret := range []string{"env-pa55word", userKey(1), ada.secret} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("stderr holds %q", secret)
+		}
+	}
+	if !strings.Contains(logs, "notification sent") || strings.Contains(logs, "not sent") {
+		t.Errorf("logs:\n%s", logs)
 	}
 }

@@ -42,6 +42,9 @@ type SMTPMailer struct {
 	TLSConfig *tls.Config
 	// Timeout bounds one delivery (default 30 s).
 	Timeout time.Duration
+	// HelloName is the name given in EHLO (default "localhost"); servers that insist on a fully
+	// qualified name want the gateway's public host name.
+	HelloName string
 }
 
 // Send delivers m. Errors name the server and the SMTP step, never the credentials.
@@ -69,7 +72,11 @@ func (s *SMTPMailer) Send(ctx context.Context, m Message) error {
 		return fmt.Errorf("smtp %s: greeting: %w", s.Addr, err)
 	}
 	defer c.Close()
-	if err := c.Hello("lighthouse"); err != nil {
+	hello := s.HelloName
+	if hello == "" {
+		hello = "localhost"
+	}
+	if err := c.Hello(hello); err != nil {
 		return fmt.Errorf("smtp %s: EHLO: %w", s.Addr, err)
 	}
 	if ok, _ := c.Extension("STARTTLS"); ok {
@@ -195,7 +202,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.mailer == nil {
 		g.log.Warn("no SMTP server configured (--smtp-addr): administrator notifications are queued in the outbox, not sent")
 	}
-	tick := time.NewTicker(outboxPoll)
+	poll := g.outboxPoll
+	if poll <= 0 {
+		poll = outboxPoll
+	}
+	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	var lastPurge time.Time
 	for {

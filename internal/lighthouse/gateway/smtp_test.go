@@ -29,6 +29,9 @@ type smtpServer struct {
 	// (after STARTTLS) and required for MAIL.
 	tls  *tls.Config
 	auth string
+	// authClear offers AUTH without TLS (net/smtp sends PLAIN in clear only to localhost).
+	authClear bool
+	hellos    []string
 }
 
 type smtpMessage struct {
@@ -91,7 +94,7 @@ func (s *smtpServer) serve(c net.Conn) {
 		return
 	}
 	s.mu.Lock()
-	tlsConfig, auth := s.tls, s.auth
+	tlsConfig, auth, authClear := s.tls, s.auth, s.authClear
 	s.mu.Unlock()
 	var conn net.Conn = c
 	r := bufio.NewReader(conn)
@@ -107,11 +110,14 @@ func (s *smtpServer) serve(c net.Conn) {
 		cmd := strings.ToUpper(strings.TrimSpace(line))
 		switch {
 		case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
+			s.mu.Lock()
+			s.hellos = append(s.hellos, strings.TrimSpace(line)[5:])
+			s.mu.Unlock()
 			say("250-test")
 			if tlsConfig != nil && !secure {
 				say("250-STARTTLS")
 			}
-			if auth != "" && secure {
+			if auth != "" && (secure || authClear) {
 				say("250-AUTH PLAIN")
 			}
 			say("250 8BITMIME")
@@ -123,7 +129,7 @@ func (s *smtpServer) serve(c net.Conn) {
 			}
 			conn, secure = tc, true
 			r = bufio.NewReader(conn)
-		case strings.HasPrefix(cmd, "AUTH PLAIN ") && auth != "" && secure:
+		case strings.HasPrefix(cmd, "AUTH PLAIN ") && auth != "" && (secure || authClear):
 			raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(line)[len("AUTH PLAIN "):])
 			if err != nil || !strings.HasSuffix(string(raw), "\x00"+auth) {
 				say("535 5.7.8 authentication failed")
