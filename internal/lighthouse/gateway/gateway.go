@@ -161,7 +161,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/installations", g.register)
 	mux.HandleFunc("GET /v1/providers", g.authenticated(g.catalog))
-	mux.HandleFunc("POST /v1/connect/{provider}", g.authenticated(g.connect))
+	mux.HandleFunc("POST /v1/connect/{provider}", g.authenticatedOr(g.connect, g.metrics.connectRefused))
 	mux.HandleFunc("GET /v1/connect/{provider}", g.connectRedirect)
 	mux.HandleFunc("GET /v1/callback/{provider}", g.callback)
 	mux.HandleFunc("POST /v1/token/{provider}", g.authenticated(g.token))
@@ -293,32 +293,47 @@ func hashSecret(secret string) string {
 // authenticated wraps h so it runs only for a request from a registered installation that proves
 // it holds the installation secret (X-Installation-Id plus Authorization: Bearer).
 func (g *Gateway) authenticated(h func(http.ResponseWriter, *http.Request, installation)) http.HandlerFunc {
+	return g.authenticatedOr(h, nil)
+}
+
+// authenticatedOr is authenticated, calling refused (when not nil) with the problem type of a
+// request it turns away.
+func (g *Gateway) authenticatedOr(h func(http.ResponseWriter, *http.Request, installation), refused func(typ string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		refuse := func(p *problem) {
+			if refused != nil {
+				refused(p.Type)
+			}
+			writeProblem(w, p)
+		}
 		id := r.Header.Get("X-Installation-Id")
 		if id == "" || len(id) > 128 {
-			writeProblem(w, newProblem(http.StatusUnauthorized, TypeInstallationUnknown,
+			refuse(newProblem(http.StatusUnauthorized, TypeInstallationUnknown,
 				"This request carries no valid installation ID. Register this installation with the Lighthouse in Settings."))
 			return
 		}
 		secret, ok := bearer(r.Header.Get("Authorization"))
 		in, err := g.store.installation(r.Context(), id)
 		if errors.Is(err, errNotFound) {
-			writeProblem(w, newProblem(http.StatusUnauthorized, TypeInstallationUnknown,
+			refuse(newProblem(http.StatusUnauthorized, TypeInstallationUnknown,
 				"The Lighthouse does not know this installation. Register it again in Settings."))
 			return
 		}
 		if err != nil {
+			if refused != nil {
+				refused(TypeInternal)
+			}
 			g.internalError(w, r, err)
 			return
 		}
 		if !ok || subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(in.SecretHash)) != 1 {
-			writeProblem(w, newProblem(http.StatusUnauthorized, TypeInstallationAuthFailed,
+			refuse(newProblem(http.StatusUnauthorized, TypeInstallationAuthFailed,
 				"The Lighthouse could not verify this installation's secret. Register this installation again in Settings."))
 			return
 		}
 		setLogInstallation(r, in.ID)
 		if in.Revoked {
-			writeProblem(w, revokedProblem())
+			refuse(revokedProblem())
 			return
 		}
 		if now := g.now(); now.Sub(in.LastSeen) >= lastSeenGranularity {

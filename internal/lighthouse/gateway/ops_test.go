@@ -378,6 +378,10 @@ func TestRevokeAndAdminCommands(t *testing.T) {
 			}
 		}
 		revoked(e.connect(ada, "demo", connectBody(t, userKey(1), 50000)), "connect")
+		if n := counterValue(t, scrape(t, e.url+"/metrics"), "lighthouse_connects_total",
+			map[string]string{"result": "refused", "reason": TypeInstallationRevoked}); n != 1 {
+			t.Errorf("revoked connects metric %v, want 1", n)
+		}
 		revoked(e.call(http.MethodPost, "/v1/token/conf", ada, map[string]string{"grant_type": "refresh_token", "refresh_token": "rt"}), "token")
 		revoked(e.call(http.MethodGet, "/v1/providers", ada, nil), "providers")
 		revoked(e.call(http.MethodDelete, "/v1/users/small/"+userKey(1), ada, nil), "forget")
@@ -456,6 +460,7 @@ func TestMetricsMatchScriptedRun(t *testing.T) {
 		e.connect(ada, "small", connectBody(t, userKey(i), 50000))
 	}
 	e.connect(ada, "small", connectBody(t, "bad key", 50000))
+	e.connect(creds{ada.id, "wrong"}, "small", connectBody(t, userKey(1), 50000))
 	f := e.startFlow(t, ada, "demo", 50000)
 	e.browse(f.authorize.String())
 	e.browse(e.url + "/v1/callback/demo?" + url.Values{"code": {"c"}, "state": {f.state}}.Encode())
@@ -472,6 +477,7 @@ func TestMetricsMatchScriptedRun(t *testing.T) {
 		{"lighthouse_connects_total", map[string]string{"result": "admitted"}, limit + 1}, // + the demo flow
 		{"lighthouse_connects_total", map[string]string{"result": "refused", "reason": TypeUserLimitReached}, connects - limit},
 		{"lighthouse_connects_total", map[string]string{"result": "refused", "reason": TypeBadRequest}, 1},
+		{"lighthouse_connects_total", map[string]string{"result": "refused", "reason": TypeInstallationAuthFailed}, 1},
 		{"lighthouse_callbacks_total", map[string]string{"outcome": "code"}, 1},
 		{"lighthouse_callbacks_total", map[string]string{"outcome": TypeStateInvalid}, 1},
 		{"lighthouse_http_request_duration_seconds", map[string]string{"route": "POST /v1/connect/{provider}", "code": "200"}, limit + 1},
