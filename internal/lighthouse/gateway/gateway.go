@@ -2,7 +2,7 @@
 // providers and Fasten Desktop installations, implementing the open Lighthouse API
 // (docs/lighthouse-api.yaml). It registers installations, serves the provider catalog, enforces
 // the per-provider user limit of each installation, carries the OAuth round trip without storing
-// any of it (signed tickets and states), redirects the browser only to the app's loopback
+// any of it (sealed tickets and states), redirects the browser only to the app's loopback
 // listener, and swaps codes for confidential clients while storing and logging no tokens.
 //
 // State lives in SQLite (a file path) or PostgreSQL (a postgres:// DSN, shared by any number of
@@ -86,7 +86,7 @@ type Gateway struct {
 	ipHeader   string
 }
 
-// New opens (and migrates) the database, loads or creates the ticket signing key, and returns a
+// New opens (and migrates) the database, loads or creates the ticket keys, and returns a
 // gateway ready to serve.
 func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if err := validateProviders(cfg.Providers); err != nil {
@@ -773,7 +773,7 @@ func unreserved(s string) bool {
 // --- browser endpoints: GET /v1/connect/{provider}?ticket= and GET /v1/callback/{provider} ---
 
 // redirectParams are query parameters that could name a redirect target. The browser endpoints
-// take the target only from values the gateway signed, and refuse requests that carry any of
+// take the target only from values the gateway sealed, and refuse requests that carry any of
 // these, so a crafted link cannot even look like it steers the redirect.
 var redirectParams = []string{"redirect_uri", "redirect_url", "redirect_port", "port", "host", "hostname", "scheme", "return_to"}
 
@@ -908,7 +908,7 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 	} else {
 		g.metrics.callback("code")
 	}
-	// The target is built from the signed state only: a fixed scheme and host, and the port the
+	// The target is built from the sealed state only: a fixed scheme and host, and the port the
 	// app asked for at POST /v1/connect.
 	var b strings.Builder
 	b.WriteString("http://127.0.0.1:")

@@ -35,3 +35,6 @@ CREATE TABLE used_tickets (
     expires_at TEXT NOT NULL
 );
 CREATE INDEX used_tickets_expiry ON used_tickets (expires_at);
+
+-- The HMAC key of schema version 1 signs nothing any more: do not keep a secret for nothing.
+DELETE FROM settings WHERE name = 'ticket_signing_key';
