@@ -51,6 +51,9 @@ Usage:
   fasten-desktop backup FILE               write a checked copy of the record database to FILE
   fasten-desktop lighthouse --listen ADDR --db PATH|postgres://... --providers FILE [--public-url URL]
                                            run the reference Lighthouse auth gateway
+                                           (more flags: lighthouse --help; docs/lighthouse-operations.md)
+  fasten-desktop lighthouse admin --db DB installations|revoke ID|unrevoke ID|outbox|rotate-key
+                                           the Lighthouse operator's commands
   fasten-desktop sandbox [--listen ADDR]   run the demo hospital and a Lighthouse on loopback
   fasten-desktop version                   print the version
 
