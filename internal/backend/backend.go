@@ -160,6 +160,14 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		// Deleting a person removes the provider sources that held only their records: stop a
 		// running sync and take the sign-in out of the keyring first.
 		Disconnect: b.forgetSignIn,
+		// A deleted or merged person's user keys stop counting at the Lighthouse.
+		ForgetUsers: func(ctx context.Context, profileID int64, providers []string) {
+			for _, p := range providers {
+				if err := b.Installation.ForgetUser(ctx, p, profileID); err != nil {
+					b.Log.Warn("the Lighthouse could not forget a user; their slot stays counted", "provider", p, "err", err)
+				}
+			}
+		},
 	})
 	if b.Connect, err = connect.New(connect.Options{
 		Store:        b.Store,

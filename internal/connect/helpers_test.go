@@ -278,12 +278,20 @@ func newEnv(t *testing.T, o envOptions) *env {
 		e.kr = secrets.NewKeyring("fasten-desktop-test", secrets.WithProvider(e.mem))
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if o.people {
-		e.people = people.New(people.Options{Store: e.store, Log: log})
-	}
 	e.inst, err = installation.New(installation.Options{Config: e.cfg, Keyring: e.kr, LighthouseOverride: o.override, Log: log})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.people {
+		// As the backend wires it: a deleted or merged person's user keys are forgotten.
+		e.people = people.New(people.Options{Store: e.store, Log: log,
+			ForgetUsers: func(ctx context.Context, profileID int64, providers []string) {
+				for _, p := range providers {
+					if err := e.inst.ForgetUser(ctx, p, profileID); err != nil {
+						t.Errorf("forget %s: %v", p, err)
+					}
+				}
+			}})
 	}
 	e.tokens, err = connect.NewTokens(connect.TokensOptions{Keyring: e.kr, Installation: e.inst, Log: log})
 	if err != nil {

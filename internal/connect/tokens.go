@@ -182,6 +182,7 @@ func (s *Service) Disconnect(ctx context.Context, id int64, deleteRecords bool) 
 	if err := s.tokens.Remove(ctx, src); err != nil {
 		return Disconnected{}, err
 	}
+	s.forgetUser(ctx, src)
 	out := Disconnected{SourceID: id}
 	if deleteRecords {
 		counts, err := s.store.DeleteSource(ctx, id)
@@ -222,4 +223,28 @@ func (s *Service) Reconnect(ctx context.Context, id int64) (Started, error) {
 		req.Profile = strconv.FormatInt(*src.ProfileID, 10)
 	}
 	return s.Connect(ctx, req)
+}
+
+// forgetUser tells the Lighthouse that the source's person no longer uses its provider, when no
+// other source of theirs does (best effort: a failure only keeps a slot counted).
+func (s *Service) forgetUser(ctx context.Context, src records.Source) {
+	if src.ProviderID == nil || src.ProfileID == nil {
+		return
+	}
+	others, err := s.store.ListSources(ctx, *src.ProfileID)
+	if err != nil {
+		s.log.Warn("could not check the person's other sources", "source_id", src.ID, "err", err)
+		return
+	}
+	for _, o := range others {
+		if o.ID != src.ID && o.Kind == records.KindProvider && o.ProviderID != nil && *o.ProviderID == *src.ProviderID &&
+			o.ProfileID != nil && *o.ProfileID == *src.ProfileID {
+			return
+		}
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	if err := s.inst.ForgetUser(fctx, *src.ProviderID, *src.ProfileID); err != nil {
+		s.log.Warn("the Lighthouse could not forget a user; their slot stays counted", "provider", *src.ProviderID, "err", err)
+	}
 }

@@ -64,6 +64,8 @@ func LighthouseError(c *lighthouse.Client, err error) error {
 		switch le.Type {
 		case lighthouse.TypeUserLimitReached:
 			status, code = http.StatusForbidden, "user_limit_reached"
+		case lighthouse.TypeInstallationRevoked:
+			status, code = http.StatusForbidden, "installation_revoked"
 		case lighthouse.TypeInstallationUnknown, lighthouse.TypeInstallationAuthFailed:
 			status, code = http.StatusConflict, "installation_rejected"
 		case lighthouse.TypeProviderUnknown:

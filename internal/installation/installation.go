@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -279,4 +280,21 @@ func (s *Service) Session(ctx context.Context) (Session, error) {
 		return Session{}, err
 	}
 	return Session{Client: c, InstallationID: reg.id, secret: reg.secret}, nil
+}
+
+// ForgetUser tells the Lighthouse that a local person no longer uses a provider, so their user
+// key stops counting against the provider's limit (a person deleted or merged away, a provider
+// disconnected). Not registered: nothing to forget.
+func (s *Service) ForgetUser(ctx context.Context, providerID string, profileID int64) error {
+	sess, err := s.Session(ctx)
+	if errors.Is(err, ErrNotRegistered) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := sess.Client.Forget(ctx, providerID, sess.UserKey(strconv.FormatInt(profileID, 10))); err != nil {
+		return LighthouseError(sess.Client, err)
+	}
+	return nil
 }
