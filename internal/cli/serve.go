@@ -14,6 +14,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/api"
 	"github.com/fastenhealth/fasten-desktop/internal/backend"
 	"github.com/fastenhealth/fasten-desktop/internal/guard"
+	"github.com/fastenhealth/fasten-desktop/internal/owner"
 )
 
 func level(c Common) slog.Level {
@@ -39,12 +40,26 @@ func serve(ctx context.Context, args []string, env Env) error {
 	} else if err := guard.CheckToken(token); err != nil {
 		return fmt.Errorf("FASTEN_API_TOKEN: %w", err)
 	}
+	// The data folder first: a second serve (or a serve next to the window) stops here, before
+	// it listens or touches anything in the folder.
+	dirs, err := folder(c, env)
+	if err != nil {
+		return err
+	}
+	lock, err := owner.Acquire(dirs.Data, "serve")
+	if err != nil {
+		if errors.Is(err, owner.ErrHeld) {
+			return fmt.Errorf("%w.\nStop it first, or use its window or link", err)
+		}
+		return err
+	}
+	defer lock.Release()
 	ln, err := guard.LoopbackListen(*listen, false)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: env.Version, LogLevel: level(c), LogToStderr: true, Getenv: env.Getenv})
+	b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: env.Version, LogLevel: level(c), LogToStderr: true, Getenv: env.Getenv, Lock: lock})
 	if err != nil {
 		return err
 	}
@@ -75,6 +90,10 @@ func serve(ctx context.Context, args []string, env Env) error {
 	defer stopRun()
 	runDone := make(chan error, 1)
 	go func() { runDone <- b.Run(runCtx) }()
+	// import, sync and backup on the command line come through the control socket.
+	ctlDone := make(chan error, 1)
+	go func() { ctlDone <- RunControl(runCtx, b, nil) }()
+	defer func() { stopRun(); <-ctlDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	host, _, _ := net.SplitHostPort(ln.Addr().String())
