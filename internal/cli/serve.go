@@ -64,10 +64,14 @@ func serve(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer b.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
+	addr := ln.Addr().(*net.TCPAddr)
+	port := addr.Port
 	h, err := guard.Wrap(b.Handler(env.Assets), guard.Config{
 		Token: token,
 		Port:  port,
+		// The address it listens on is its own name too (--listen 127.0.0.2:PORT).
+		ExtraHosts:  []string{hostName(addr.IP)},
+		UploadPaths: []string{api.Prefix + "/imports"},
 		Open: func(r *http.Request) bool {
 			// Health and the static frontend need no token; an SSE request with a valid
 			// single-use ticket (for EventSource, which cannot send headers) neither.
@@ -96,11 +100,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 	defer func() { stopRun(); <-ctlDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	host, _, _ := net.SplitHostPort(ln.Addr().String())
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	base := "http://" + host + ":" + strconv.Itoa(port) + "/"
+	base := "http://" + hostName(addr.IP) + ":" + strconv.Itoa(port) + "/"
 	fmt.Fprintf(env.Stdout, "Fasten is running at %s#token=%s\n", base, token)
 	fmt.Fprintf(env.Stdout, "Open that link in your browser. Keep it private: it opens your health records. Data: %s\n", b.Dirs.Data)
 	b.Log.Info("serving", "url", base, "data", b.Dirs.Data)
@@ -118,4 +118,12 @@ func serve(ctx context.Context, args []string, env Env) error {
 	sctx, cancel := context.WithTimeout(context.Background(), backend.ShutdownTimeout)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// hostName is ip as it appears in a URL's host: IPv6 in brackets.
+func hostName(ip net.IP) string {
+	if ip.To4() == nil {
+		return "[" + ip.String() + "]"
+	}
+	return ip.String()
 }

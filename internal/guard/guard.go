@@ -11,11 +11,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config says what a request must look like.
@@ -30,7 +32,20 @@ type Config struct {
 	Open func(r *http.Request) bool
 	// FormPaths may receive application/x-www-form-urlencoded bodies (the WebSub hub).
 	FormPaths []string
+	// UploadPaths receive large bodies (POST, exact path): instead of BodyTimeout for the whole
+	// body they get UploadIdle between reads.
+	UploadPaths []string
+	// BodyTimeout bounds reading a request body (default DefaultBodyTimeout); UploadIdle is the
+	// longest pause inside an upload's body (default DefaultUploadIdle).
+	BodyTimeout time.Duration
+	UploadIdle  time.Duration
 }
+
+// Body read deadlines of serve mode (headers have the server's ReadHeaderTimeout).
+const (
+	DefaultBodyTimeout = 30 * time.Second
+	DefaultUploadIdle  = 60 * time.Second
+)
 
 // MinTokenLen is the shortest token accepted: 43 base64url characters carry 256 bits.
 const MinTokenLen = 43
@@ -80,7 +95,13 @@ func Wrap(next http.Handler, cfg Config) (http.Handler, error) {
 	for _, h := range append([]string{"127.0.0.1", "localhost", "[::1]"}, cfg.ExtraHosts...) {
 		hosts[strings.ToLower(h)+":"+p] = true
 	}
-	token := []byte("Bearer " + cfg.Token)
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.UploadIdle <= 0 {
+		cfg.UploadIdle = DefaultUploadIdle
+	}
+	token := []byte(cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		SetHeaders(w.Header())
 		host := strings.ToLower(r.Host)
@@ -101,8 +122,7 @@ func Wrap(next http.Handler, cfg Config) (http.Handler, error) {
 			return
 		}
 		if cfg.Open == nil || !cfg.Open(r) {
-			got := []byte(r.Header.Get("Authorization"))
-			if subtle.ConstantTimeCompare(got, token) != 1 {
+			if subtle.ConstantTimeCompare(bearer(r), token) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="fasten"`)
 				deny(w, http.StatusUnauthorized, "unauthorized", "Missing or wrong API token: open the link that `fasten-desktop serve` printed.")
 				return
@@ -112,8 +132,67 @@ func Wrap(next http.Handler, cfg Config) (http.Handler, error) {
 			deny(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Send JSON (application/json) or files (multipart/form-data).")
 			return
 		}
+		bodyDeadline(w, r, cfg)
 		next.ServeHTTP(w, r)
 	}), nil
+}
+
+// bearer is the credential of an Authorization header with the Bearer scheme, whose name is
+// case-insensitive (RFC 7235 section 2.1), or nil.
+func bearer(r *http.Request) []byte {
+	scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	return []byte(strings.TrimLeft(cred, " "))
+}
+
+// bodyDeadline gives a request's body a read deadline: BodyTimeout for the whole body, or, on an
+// upload path, UploadIdle renewed on every read. It is cleared once the body is read to its end
+// (the server then watches the connection for a client that goes away, which a deadline would
+// turn into a cancelled request). Requests without a body get none.
+func bodyDeadline(w http.ResponseWriter, r *http.Request, cfg Config) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return
+	}
+	rc := http.NewResponseController(w)
+	upload := false
+	if r.Method == http.MethodPost {
+		for _, p := range cfg.UploadPaths {
+			if r.URL.Path == p {
+				upload = true
+			}
+		}
+	}
+	d := &deadlineBody{ReadCloser: r.Body, rc: rc}
+	if upload {
+		d.idle = cfg.UploadIdle
+	}
+	if rc.SetReadDeadline(time.Now().Add(cfg.BodyTimeout)) != nil {
+		return // not a connection with deadlines (a test recorder)
+	}
+	r.Body = d
+}
+
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration // >0: renewed before every read
+	done bool
+}
+
+func (d *deadlineBody) Read(p []byte) (int, error) {
+	if d.idle > 0 && !d.done {
+		d.rc.SetReadDeadline(time.Now().Add(d.idle))
+	}
+	n, err := d.ReadCloser.Read(p)
+	if err != nil && !d.done {
+		d.done = true
+		if err == io.EOF {
+			d.rc.SetReadDeadline(time.Time{})
+		}
+	}
+	return n, err
 }
 
 func changes(method string) bool {
@@ -148,7 +227,11 @@ func bodyAllowed(r *http.Request, formPaths []string) bool {
 	return false
 }
 
+// deny answers a refused request and closes the connection at once, without reading a body the
+// client may be sending one byte at a time.
 func deny(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Connection", "close")
+	http.NewResponseController(w).SetReadDeadline(time.Now())
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	fmt.Fprintf(w, `{"error":{"code":%q,"message":%q}}`+"\n", code, msg)
