@@ -372,3 +372,83 @@ func TestIssue13_CD_CLISyncThroughTheApp(t *testing.T) {
 		t.Errorf("the provider saw %d refreshes, want 1", got)
 	}
 }
+
+// TestSecondWindowHandsOverToTheFirst: a second launch while a window holds the folder asks it
+// to show itself and ends (an autostart launch changes nothing); it never opens the folder.
+func TestSecondWindowHandsOverToTheFirst(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := backend.Open(ctx, backend.Options{DataDir: dir, Getenv: noEnv, Keyring: secretstest.New(), Command: owner.CommandWindow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := make(chan struct{}, 10)
+	runCtx, stop := context.WithCancel(ctx)
+	ctlDone := make(chan error, 1)
+	go func() { ctlDone <- RunControl(runCtx, b, func() { shown <- struct{}{} }) }()
+	var once sync.Once
+	shutdown := func() { once.Do(func() { stop(); <-ctlDone; b.Close() }) }
+	defer shutdown()
+
+	var desk fakeDesktop
+	var out, errb bytes.Buffer
+	// The first window's control socket may not be up yet: the second launch waits for it.
+	code := Main([]string{"--data-dir", dir}, Env{Stdout: &out, Stderr: &errb, Getenv: noEnv, Desktop: desk.open})
+	if code != 0 || desk.calls != 0 || !strings.Contains(out.String(), "already open") {
+		t.Fatalf("second launch: exit %d, opened %d: %s %s", code, desk.calls, out.String(), errb.String())
+	}
+	select {
+	case <-shown:
+	default:
+		t.Fatal("the first window was not asked to show itself")
+	}
+	out.Reset()
+	code = Main([]string{"--background", "--data-dir", dir}, Env{Stdout: &out, Stderr: &errb, Getenv: noEnv, Desktop: desk.open})
+	if code != 0 || desk.calls != 0 || len(shown) != 0 {
+		t.Fatalf("--background launch: exit %d, opened %d, shown %d", code, desk.calls, len(shown))
+	}
+	// With the folder free, the window opens on it (holding its lock).
+	shutdown()
+	code = Main([]string{"--data-dir", dir}, Env{Stdout: io.Discard, Stderr: &errb, Getenv: noEnv, Desktop: func(ctx context.Context, c Common, bg bool, l *owner.Lock) error {
+		desk.calls++
+		if l == nil || l.Dir() != dir || l.Holder().Command != owner.CommandWindow {
+			return fmt.Errorf("lock %+v", l)
+		}
+		if _, err := owner.Acquire(dir, "test"); !errors.Is(err, owner.ErrHeld) {
+			return fmt.Errorf("the folder is not held while the window runs: %v", err)
+		}
+		return nil
+	}})
+	if code != 0 || desk.calls != 1 {
+		t.Fatalf("free folder: exit %d, opened %d: %s", code, desk.calls, errb.String())
+	}
+	l, err := owner.Acquire(dir, "test")
+	if err != nil {
+		t.Fatalf("the window did not let go of the folder: %v", err)
+	}
+	l.Release()
+}
+
+// TestBackendOpenTakesTheFolderFirst: a backend refuses a folder another process holds before it
+// touches anything in it (the spool keeps its files, no database is created).
+func TestBackendOpenTakesTheFolderFirst(t *testing.T) {
+	dir := t.TempDir()
+	l, err := owner.Acquire(dir, "serve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	os.MkdirAll(filepath.Join(dir, "spool"), 0o700)
+	spooled := filepath.Join(dir, "spool", "upload-123")
+	os.WriteFile(spooled, []byte("in progress"), 0o600)
+	_, err = backend.Open(context.Background(), backend.Options{DataDir: dir, Getenv: noEnv, Keyring: secretstest.New()})
+	if !errors.Is(err, owner.ErrHeld) {
+		t.Fatalf("open: %v", err)
+	}
+	if _, err := os.Stat(spooled); err != nil {
+		t.Errorf("the spool was cleaned: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "fasten.db")); !os.IsNotExist(err) {
+		t.Errorf("the database was touched: %v", err)
+	}
+}
