@@ -60,7 +60,8 @@ Usage:
   fasten-desktop version                   print the version
 
 Every command accepts --data-dir DIR (or FASTEN_DATA_DIR) and --lighthouse-url URL
-(or FASTEN_LIGHTHOUSE_URL).
+(or FASTEN_LIGHTHOUSE_URL). One process at a time owns a data folder: while the window or serve
+runs, import, sync and backup are done by it; a second serve or window does not start on it.
 `
 
 // Main runs the command line and returns the exit status.
