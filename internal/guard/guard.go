@@ -15,8 +15,10 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -132,7 +134,8 @@ func Wrap(next http.Handler, cfg Config) (http.Handler, error) {
 			deny(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Send JSON (application/json) or files (multipart/form-data).")
 			return
 		}
-		bodyDeadline(w, r, cfg)
+		stop := bodyDeadline(w, r, cfg)
+		defer stop()
 		next.ServeHTTP(w, r)
 	}), nil
 }
@@ -147,52 +150,93 @@ func bearer(r *http.Request) []byte {
 	return []byte(strings.TrimLeft(cred, " "))
 }
 
-// bodyDeadline gives a request's body a read deadline: BodyTimeout for the whole body, or, on an
-// upload path, UploadIdle renewed on every read. It is cleared once the body is read to its end
-// (the server then watches the connection for a client that goes away, which a deadline would
-// turn into a cancelled request). Requests without a body get none.
-func bodyDeadline(w http.ResponseWriter, r *http.Request, cfg Config) {
+// bodyDeadline gives a request's body a read deadline: BodyTimeout for the whole body, cleared
+// once the body is read to its end (the server then watches the connection for a client that
+// goes away, which a deadline would turn into a cancelled request). On an upload path the body
+// instead is cut off after UploadIdle without progress: a timer that only ever shortens the
+// deadline, so a handler that ends a read itself (cancelling an upload) is never overridden.
+// Requests without a body get none. The returned stop must run when the handler has returned.
+func bodyDeadline(w http.ResponseWriter, r *http.Request, cfg Config) (stop func()) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return
+		return func() {}
 	}
 	rc := http.NewResponseController(w)
-	upload := false
-	if r.Method == http.MethodPost {
-		for _, p := range cfg.UploadPaths {
-			if r.URL.Path == p {
-				upload = true
-			}
-		}
-	}
-	d := &deadlineBody{ReadCloser: r.Body, rc: rc}
-	if upload {
-		d.idle = cfg.UploadIdle
+	if r.Method == http.MethodPost && slices.Contains(cfg.UploadPaths, r.URL.Path) {
+		b := &idleBody{ReadCloser: r.Body, rc: rc, idle: cfg.UploadIdle, last: time.Now()}
+		b.timer = time.AfterFunc(cfg.UploadIdle, b.check)
+		r.Body = b
+		return b.stop
 	}
 	if rc.SetReadDeadline(time.Now().Add(cfg.BodyTimeout)) != nil {
-		return // not a connection with deadlines (a test recorder)
+		return func() {} // not a connection with deadlines (a test recorder)
 	}
-	r.Body = d
+	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+	return func() {}
 }
 
+// deadlineBody clears the body's read deadline at its end.
 type deadlineBody struct {
 	io.ReadCloser
 	rc   *http.ResponseController
-	idle time.Duration // >0: renewed before every read
 	done bool
 }
 
 func (d *deadlineBody) Read(p []byte) (int, error) {
-	if d.idle > 0 && !d.done {
-		d.rc.SetReadDeadline(time.Now().Add(d.idle))
-	}
 	n, err := d.ReadCloser.Read(p)
-	if err != nil && !d.done {
+	if err == io.EOF && !d.done {
 		d.done = true
-		if err == io.EOF {
-			d.rc.SetReadDeadline(time.Time{})
-		}
+		d.rc.SetReadDeadline(time.Time{})
 	}
 	return n, err
+}
+
+// idleBody ends an upload whose client sent nothing for idle.
+type idleBody struct {
+	io.ReadCloser
+	rc    *http.ResponseController
+	idle  time.Duration
+	timer *time.Timer
+
+	mu      sync.Mutex
+	last    time.Time // start or end of the latest read
+	stopped bool
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	b.touch()
+	n, err := b.ReadCloser.Read(p)
+	b.touch()
+	if err != nil {
+		b.stop()
+	}
+	return n, err
+}
+
+func (b *idleBody) touch() {
+	b.mu.Lock()
+	b.last = time.Now()
+	b.mu.Unlock()
+}
+
+func (b *idleBody) check() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return
+	}
+	if quiet := time.Since(b.last); quiet < b.idle {
+		b.timer.Reset(b.idle - quiet)
+		return
+	}
+	b.stopped = true
+	b.rc.SetReadDeadline(time.Now()) // the blocked read fails now
+}
+
+func (b *idleBody) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopped = true
+	b.timer.Stop()
 }
 
 func changes(method string) bool {
