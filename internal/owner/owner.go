@@ -128,7 +128,7 @@ func (l *Lock) Release() error {
 	if l == nil || l.f == nil {
 		return nil
 	}
-	if h := readHolder(l.dir); h == l.holder {
+	if h := readHolder(l.dir); h.PID == l.holder.PID && h.Command == l.holder.Command && h.Since.Equal(l.holder.Since) {
 		os.Remove(filepath.Join(l.dir, InfoFile))
 	}
 	err := unlock(l.f)
