@@ -29,6 +29,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 	"github.com/fastenhealth/fasten-desktop/internal/installation"
+	"github.com/fastenhealth/fasten-desktop/internal/owner"
 	"github.com/fastenhealth/fasten-desktop/internal/paths"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/prefs"
@@ -49,6 +50,11 @@ type Options struct {
 	// (secrets.NewKeyring(installation.KeyringService)); there is no other fallback. Tests inject a
 	// fake store here explicitly.
 	Keyring secrets.Store
+	// Lock is the data folder, already held (internal/owner). nil: Open takes it as its first
+	// step (for Command) and Close lets it go; a folder held by another process is an
+	// *owner.HeldError before anything in it is touched.
+	Lock    *owner.Lock
+	Command string
 }
 
 // Backend is the running backend.
@@ -62,6 +68,9 @@ type Backend struct {
 	Log           *slog.Logger
 	LighthouseURL string
 	logFile       *os.File
+	// Lock holds the data folder; ownLock: Open took it, so Close releases it.
+	Lock    *owner.Lock
+	ownLock bool
 
 	// Keyring keeps the installation secret and provider tokens (the OS keyring unless a test
 	// injected one).
@@ -101,9 +110,20 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 	if err := dirs.Ensure(); err != nil {
 		return nil, err
 	}
-	b := &Backend{Dirs: dirs, Config: config.NewStore(dirs.ConfigFile())}
+	// First of all, own the data folder: nothing below (spool cleanup, migrations, checkpoint,
+	// interrupted syncs) may run while another process uses it.
+	b := &Backend{Dirs: dirs, Config: config.NewStore(dirs.ConfigFile()), Lock: opt.Lock}
+	if b.Lock == nil {
+		if b.Lock, err = owner.Acquire(dirs.Data, firstNonEmpty(opt.Command, "serve")); err != nil {
+			return nil, err
+		}
+		b.ownLock = true
+	} else if b.Lock.Dir() != dirs.Data {
+		return nil, fmt.Errorf("backend: the held lock is for %s, not the data folder %s", b.Lock.Dir(), dirs.Data)
+	}
 	b.Log, b.logFile, err = openLog(dirs.Logs, opt.LogLevel, opt.LogToStderr)
 	if err != nil {
+		b.Close()
 		return nil, err
 	}
 	cfg, err := b.Config.Load()
@@ -304,6 +324,9 @@ func (b *Backend) Close() error {
 	}
 	if b.logFile != nil {
 		errs = append(errs, b.logFile.Close())
+	}
+	if b.ownLock {
+		errs = append(errs, b.Lock.Release()) // last: the folder is clean now
 	}
 	return errors.Join(errs...)
 }
