@@ -37,13 +37,25 @@ func benchSize() int {
 // benchFile writes (once, cached under the temp dir) an NDJSON file of n replicated resources.
 func benchFile(b *testing.B, n int) string {
 	b.Helper()
+	return replicatedFile(b, "synthea", n, data(b, shareddata.Synthea, "*.json"))
+}
+
+// bulkFile is benchFile for the shared bulk export (issue 17's data set): its NDJSON files
+// replicated with fresh ids to n resources.
+func bulkFile(b *testing.B, n int) string {
+	b.Helper()
+	return replicatedFile(b, "bulk", n, data(b, shareddata.BulkNDJSON, "*.000.ndjson"))
+}
+
+func replicatedFile(b *testing.B, name string, n int, pattern string) string {
+	b.Helper()
 	dir := filepath.Join(os.TempDir(), "fasten-bench")
 	os.MkdirAll(dir, 0o755)
-	path := filepath.Join(dir, fmt.Sprintf("synthea-%d.ndjson", n))
+	path := filepath.Join(dir, fmt.Sprintf("%s-%d.ndjson", name, n))
 	if st, err := os.Stat(path); err == nil && st.Size() > 0 {
 		return path
 	}
-	files, _ := filepath.Glob(data(b, shareddata.Synthea, "*.json"))
+	files, _ := filepath.Glob(pattern)
 	src, err := replicate.Load(context.Background(), files...)
 	if err != nil {
 		b.Fatal(err)
