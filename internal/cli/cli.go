@@ -180,7 +180,7 @@ const handOverWait = 15 * time.Second
 // and the launch fails: two processes never share a data folder.
 func handOver(ctx context.Context, env Env, dir string, he *owner.HeldError, background bool) error {
 	if he.Holder.Command != owner.CommandWindow {
-		return fmt.Errorf("%w.\nStop it first, or use its link", he)
+		return fmt.Errorf("%w.\n%s", he, heldHint(he.Holder))
 	}
 	if background {
 		fmt.Fprintln(env.Stdout, "Fasten is already running.")

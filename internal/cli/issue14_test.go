@@ -1,11 +1,10 @@
+//go:build unix
+
 package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,24 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/fastenhealth/fasten-desktop/internal/shareddata"
 )
-
-func noEnv(string) string { return "" }
-
-func syntheaFile(t *testing.T, i int) string {
-	t.Helper()
-	p, err := shareddata.Path(shareddata.Synthea, "patient-*.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := filepath.Glob(p)
-	if len(m) <= i {
-		t.Fatalf("too few Synthea files: %d", len(m))
-	}
-	return m[i]
-}
 
 // TestIssue14_7_ListenOnAnotherLoopbackAddress: serve on 127.0.0.2 answers requests addressed
 // to 127.0.0.2 (it prints that address, so it must accept it as its Host).
@@ -194,15 +176,3 @@ func TestIssue14_3_ConcurrentMigrations(t *testing.T) {
 		t.Log("no import had to wait (they did not overlap)")
 	}
 }
-
-// errString is err's text or "".
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
-var _ = errors.New
-var _ = fmt.Sprint
-var _ = context.Background

@@ -99,3 +99,16 @@ func importError(err error) error {
 	}
 	return fmt.Errorf("import failed: %w (nothing was imported)", err)
 }
+
+// heldHint is what to do about a data folder another process holds.
+func heldHint(h owner.Holder) string {
+	switch h.Command {
+	case "serve":
+		return "Open the link it printed, or stop it first."
+	case owner.CommandWindow:
+		return "Use its window, or quit it first."
+	case "":
+		return "Try again when it has finished."
+	}
+	return "Try again when it has finished (or stop it)."
+}

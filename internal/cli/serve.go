@@ -48,8 +48,9 @@ func serve(ctx context.Context, args []string, env Env) error {
 	}
 	lock, err := owner.Acquire(dirs.Data, "serve")
 	if err != nil {
-		if errors.Is(err, owner.ErrHeld) {
-			return fmt.Errorf("%w.\nStop it first, or use its window or link", err)
+		var he *owner.HeldError
+		if errors.As(err, &he) {
+			return fmt.Errorf("%w.\n%s", he, heldHint(he.Holder))
 		}
 		return err
 	}
