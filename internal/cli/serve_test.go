@@ -39,7 +39,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-const testToken = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ"
+const testToken = "q7Hf2Lx9Vw4Kd8Zr1Pt6Nb3Ys0Mg5Jc-Ea_Ru2Wo7Ti4Xk"
 
 // startServe runs the real serve command on 127.0.0.1:0 and returns its base URL.
 func startServe(t *testing.T) string {

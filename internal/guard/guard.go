@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 	"io"
 	"mime"
 	"net"
@@ -65,6 +66,9 @@ func NewToken() (string, error) {
 func CheckToken(tok string) error {
 	if len(tok) < MinTokenLen {
 		return fmt.Errorf("the API token must be at least %d characters (256 bits, e.g. 32 random bytes in base64url); got %d", MinTokenLen, len(tok))
+	}
+	if why := secrets.Weak(tok, 128); why != "" {
+		return fmt.Errorf("the API token is too easy to guess (%s); use 32 random bytes in base64url, e.g. from `head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='`", why)
 	}
 	return nil
 }

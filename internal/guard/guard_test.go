@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-const tok = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+const tok = "Zx4Qm9Tb2Wr7Lp0Kd5Hs8Vn3Yc6Fg1Jt-Ue_Ao4Ri7Sk"
 
 func handler(t *testing.T) http.Handler {
 	t.Helper()

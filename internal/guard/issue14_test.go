@@ -156,3 +156,22 @@ func TestIssue14_8_SlowLoris(t *testing.T) {
 		t.Errorf("steady upload: %d %q", resp.StatusCode, b)
 	}
 }
+
+// TestIssue14_19_LowEntropyTokenRefused: a FASTEN_API_TOKEN that is long enough but guessable
+// ("aaaa...") is refused with a message; a random one passes.
+func TestIssue14_19_LowEntropyTokenRefused(t *testing.T) {
+	for _, tok := range []string{strings.Repeat("a", 43), strings.Repeat("ab", 30), "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"} {
+		if err := CheckToken(tok); err == nil || !strings.Contains(err.Error(), "too easy to guess") {
+			t.Errorf("%q: %v", tok, err)
+		}
+	}
+	for range 50 {
+		tok, err := NewToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckToken(tok); err != nil {
+			t.Fatalf("a generated token refused: %v", err)
+		}
+	}
+}
