@@ -25,6 +25,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/events"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
+	"github.com/fastenhealth/fasten-desktop/internal/ips"
 	"github.com/fastenhealth/fasten-desktop/internal/paths"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
@@ -183,6 +184,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 	}
 	b.API.Add(b.Hub.Routes()...)
 	b.API.Add(b.PreferenceRoutes()...) // start at login, sync interval (prefs.go)
+	b.API.Add(ips.NewBuilder(b.Store, nil).Routes(b.Log.With("part", "ips"))...)
 	return b, nil
 }
 
