@@ -26,6 +26,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/events"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 	"github.com/fastenhealth/fasten-desktop/internal/ips"
+	"github.com/fastenhealth/fasten-desktop/internal/own"
 	"github.com/fastenhealth/fasten-desktop/internal/paths"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
@@ -185,6 +186,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 	b.API.Add(b.Hub.Routes()...)
 	b.API.Add(b.PreferenceRoutes()...) // start at login, sync interval (prefs.go)
 	b.API.Add(ips.NewBuilder(b.Store, nil).Routes(b.Log.With("part", "ips"))...)
+	b.API.Add(own.New(own.Options{Store: b.Store, Log: b.Log.With("part", "own"), Events: b.Bus}).Routes()...)
 	return b, nil
 }
 
