@@ -14,6 +14,7 @@
 //     each), procedures (47519-4), past illness (11348-0, resolved or inactive Conditions) –
 //     keep items dated inside the range: the person's choice (since, until), by default the three
 //     years up to the newest item of that section (so an old record still shows its last values);
+//     immunizations by default reach back without limit (the history matters however old);
 //   - implants (46264-8): the person's Devices that are active; care plans (18776-5): active
 //     CarePlans;
 //   - records marked entered-in-error or refuted never go in. Each section holds at most 100 items.
@@ -420,7 +421,11 @@ func pick(s Section, cands []rec, opt Options) []rec {
 		}
 	}
 	if s.Dated {
-		out = inRange(out, opt)
+		o := opt
+		if s.Key == Immunizations && o.Since == "" {
+			o.Since = "0000-01-01" // a vaccination history counts however old (a tetanus dose lasts ten years)
+		}
+		out = inRange(out, o)
 	}
 	switch s.Key {
 	case Immunizations, Results, VitalSigns:

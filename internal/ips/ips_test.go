@@ -462,3 +462,35 @@ func routesMux(b *Builder) http.Handler {
 	}
 	return mux
 }
+
+func TestNarrativeValues(t *testing.T) {
+	for _, tc := range []struct {
+		q    string
+		want string
+	}{
+		{`{"value":9.237250751330942,"unit":"mg/dL","code":"mg/dL"}`, "9.24 mg/dL"},
+		{`{"value":425.64708742015074,"unit":"10*3/uL","code":"10*3/uL"}`, "425.6 ×10³/µL"},
+		{`{"value":112.93100040001922,"unit":"mm[Hg]","code":"mm[Hg]"}`, "113 mmHg"},
+		{`{"value":37.54672548307594,"unit":"Cel","code":"Cel"}`, "37.55 °C"},
+		{`{"value":1234.5,"unit":"mL","code":"mL"}`, "1235 mL"},
+		{`{"value":0.00049,"unit":"g"}`, "0 g"},
+		{`{"value":3.27,"unit":"{score}","code":"{score}"}`, "3.27"},
+	} {
+		var q map[string]any
+		json.Unmarshal([]byte(tc.q), &q)
+		if got := quantity(q); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.q, got, tc.want)
+		}
+	}
+	bp := map[string]any{}
+	json.Unmarshal([]byte(`{"component":[{"code":{"coding":[{"code":"8480-6"}]},"valueQuantity":{"value":128.4,"code":"mm[Hg]","unit":"mm[Hg]"}},
+		{"code":{"coding":[{"code":"8462-4"}]},"valueQuantity":{"value":81.6,"code":"mm[Hg]","unit":"mm[Hg]"}}]}`), &bp)
+	if got := value(bp); got != "128/82 mmHg" {
+		t.Errorf("blood pressure %q", got)
+	}
+	high := map[string]any{}
+	json.Unmarshal([]byte(`{"valueQuantity":{"value":7.1},"referenceRange":[{"low":{"value":4},"high":{"value":6}}]}`), &high)
+	if Flag(high) != "H" {
+		t.Errorf("flag %q, want H", Flag(high))
+	}
+}

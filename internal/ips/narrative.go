@@ -3,6 +3,7 @@ package ips
 import (
 	"fmt"
 	"html"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -38,7 +39,11 @@ func sectionTable(s Section, rs []rec, d *doc) string {
 	b.WriteString(`</tr></thead><tbody>`)
 	for _, r := range rs {
 		b.WriteString(`<tr>`)
-		for _, c := range row(s, r, d) {
+		cells := row(s, r, d)
+		if selfEntered(r.res) {
+			cells[0] += " (entered by the patient)"
+		}
+		for _, c := range cells {
 			b.WriteString(`<td>` + html.EscapeString(c) + `</td>`)
 		}
 		b.WriteString(`</tr>`)
@@ -193,11 +198,63 @@ func quantity(v any) string {
 	if !ok {
 		return ""
 	}
+	code, _ := q["code"].(string)
 	unit, _ := q["unit"].(string)
 	if unit == "" {
-		unit, _ = q["code"].(string)
+		unit = code
 	}
-	return strings.TrimSpace(fmtNum(n) + " " + unit)
+	if code == "" {
+		code = unit
+	}
+	return strings.TrimSpace(roundFor(n, code) + " " + unitText(unit))
+}
+
+// roundFor shows a measured value as a person would write it: whole mmHg and beats per minute,
+// otherwise four significant digits and at most two decimals (the coded value keeps them all).
+func roundFor(v float64, unit string) string {
+	switch unit {
+	case "mm[Hg]", "mmHg", "/min", "{beats}/min", "{breaths}/min":
+		return strconv.FormatFloat(math.Round(v), 'f', -1, 64)
+	}
+	if v == 0 {
+		return "0"
+	}
+	digits := 4 - int(math.Floor(math.Log10(math.Abs(v)))) - 1
+	digits = max(0, min(digits, 2))
+	p := math.Pow(10, float64(digits))
+	return strconv.FormatFloat(math.Round(v*p)/p, 'f', -1, 64)
+}
+
+// unitText is a UCUM unit as people read it.
+func unitText(u string) string {
+	switch u {
+	case "mm[Hg]":
+		return "mmHg"
+	case "Cel":
+		return "°C"
+	case "[degF]":
+		return "°F"
+	case "[lb_av]":
+		return "lb"
+	case "[in_i]":
+		return "in"
+	case "kg/m2":
+		return "kg/m²"
+	case "10*3/uL":
+		return "×10³/µL"
+	case "10*6/uL":
+		return "×10⁶/µL"
+	case "10*9/L":
+		return "×10⁹/L"
+	case "10*12/L":
+		return "×10¹²/L"
+	case "{score}", "1", "{count}":
+		return ""
+	}
+	if strings.HasPrefix(u, "{") && strings.HasSuffix(u, "}") {
+		return strings.Trim(u, "{}")
+	}
+	return strings.ReplaceAll(u, "uL", "µL")
 }
 
 // value is an Observation's value as text (components joined, "120/80 mmHg" for blood pressure).
@@ -324,4 +381,16 @@ func dose(m map[string]any) string {
 		parts = append(parts, "as needed")
 	}
 	return strings.Join(parts, ", ")
+}
+
+// selfEntered reports whether the person recorded this themselves (internal/own's tag).
+func selfEntered(m map[string]any) bool {
+	tags, _ := mapOf(m["meta"])["tag"].([]any)
+	for _, t := range tags {
+		tm := mapOf(t)
+		if tm["system"] == "https://fastenhealth.com/fasten-desktop/tags" && tm["code"] == "self-entered" {
+			return true
+		}
+	}
+	return false
 }

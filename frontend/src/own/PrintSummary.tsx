@@ -79,7 +79,7 @@ export function PrintSummary() {
         <h1 id="summary-opts">Summary for a doctor</h1>
         <p className="muted">
           Current problems, medications and allergies are always in. Choose what else goes in, and from which dates (empty: the
-          last three years of each section).
+          last three years of each section; every vaccine's latest dose).
         </p>
         <fieldset className="summary-sections">
           <legend>Also include</legend>
@@ -177,7 +177,7 @@ export function PrintSummary() {
             </section>
           )}
           <footer className="summary-foot">
-            Made by the patient with Fasten from their own health records. Items marked “Entered by me” come from the patient.
+            Made by the patient with Fasten from their own health records. Items marked “entered by the patient” were recorded by the patient, not by a clinician.
           </footer>
         </article>
       )}

@@ -27,6 +27,8 @@ export interface Unit {
 export interface Kind {
   key: KindKey;
   label: string;
+  /** The name a measurement is stored under (code.text). */
+  title?: string;
   /** LOINC code for measurements. */
   loinc?: string;
   display?: string;
@@ -34,12 +36,12 @@ export interface Kind {
 }
 
 export const KINDS: Kind[] = [
-  { key: 'weight', label: 'Weight', loinc: '29463-7', display: 'Body weight', units: [{ code: 'kg', label: 'kg' }, { code: '[lb_av]', label: 'lb' }] },
-  { key: 'height', label: 'Height', loinc: '8302-2', display: 'Body height', units: [{ code: 'cm', label: 'cm' }, { code: '[in_i]', label: 'in' }] },
-  { key: 'blood-pressure', label: 'Blood pressure', loinc: '85354-9', display: 'Blood pressure panel with all children optional', units: [{ code: 'mm[Hg]', label: 'mmHg' }] },
-  { key: 'glucose', label: 'Blood glucose', loinc: '2339-0', display: 'Glucose [Mass/volume] in Blood', units: [{ code: 'mg/dL', label: 'mg/dL' }, { code: 'mmol/L', label: 'mmol/L' }] },
-  { key: 'temperature', label: 'Temperature', loinc: '8310-5', display: 'Body temperature', units: [{ code: 'Cel', label: '°C' }, { code: '[degF]', label: '°F' }] },
-  { key: 'heart-rate', label: 'Heart rate', loinc: '8867-4', display: 'Heart rate', units: [{ code: '/min', label: 'beats/min' }] },
+  { key: 'weight', label: 'Weight', title: 'Body weight', loinc: '29463-7', display: 'Body weight', units: [{ code: 'kg', label: 'kg' }, { code: '[lb_av]', label: 'lb' }] },
+  { key: 'height', label: 'Height', title: 'Body height', loinc: '8302-2', display: 'Body height', units: [{ code: 'cm', label: 'cm' }, { code: '[in_i]', label: 'in' }] },
+  { key: 'blood-pressure', label: 'Blood pressure', title: 'Blood pressure', loinc: '85354-9', display: 'Blood pressure panel with all children optional', units: [{ code: 'mm[Hg]', label: 'mmHg' }] },
+  { key: 'glucose', label: 'Blood glucose', title: 'Blood glucose', loinc: '2339-0', display: 'Glucose [Mass/volume] in Blood', units: [{ code: 'mg/dL', label: 'mg/dL' }, { code: 'mmol/L', label: 'mmol/L' }] },
+  { key: 'temperature', label: 'Temperature', title: 'Body temperature', loinc: '8310-5', display: 'Body temperature', units: [{ code: 'Cel', label: '°C' }, { code: '[degF]', label: '°F' }] },
+  { key: 'heart-rate', label: 'Heart rate', title: 'Heart rate', loinc: '8867-4', display: 'Heart rate', units: [{ code: '/min', label: 'beats/min' }] },
   { key: 'condition', label: 'Condition' },
   { key: 'medication', label: 'Medication I take' },
   { key: 'allergy', label: 'Allergy' },
@@ -107,7 +109,7 @@ export function toResource(v: EntryValues): Record<string, unknown> {
   const k = kindOf(v.kind);
   const when = v.date ? fhirDateTime(v.date) : undefined;
   if (k.loinc) {
-    const code = { coding: [{ system: LOINC, code: k.loinc, display: k.display }], text: k.label };
+    const code = { coding: [{ system: LOINC, code: k.loinc, display: k.display }], text: k.title ?? k.label };
     const base = { resourceType: 'Observation', status: 'final', code, effectiveDateTime: when };
     if (v.kind === 'blood-pressure') {
       const comp = (loinc: string, display: string, value: string) => ({
