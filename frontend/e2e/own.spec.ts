@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, openApp, SHARED_DATA, shot, test } from './fixtures';
 import type { Page } from '@playwright/test';
@@ -130,5 +131,21 @@ test('printable summary of a Synthea patient: sections chosen, no app chrome on 
   expect(ips.type).toBe('document');
   expect(ips.entry[0].resource.resourceType).toBe('Composition');
   expect(ips.entry[0].resource.section.map((s) => s.code.coding[0].code).slice(0, 3)).toEqual(['11450-4', '10160-0', '48765-2']);
+
+  // Importing an IPS document shows it as one item with its sections, entries resolved.
+  const file = join(server.tmp, 'raul-ips.json');
+  writeFileSync(file, JSON.stringify(ips));
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Import' }).click();
+  await page.getByTestId('file-input').setInputFiles([file]);
+  await expect(page.getByTestId('import-job').last()).toHaveAttribute('data-state', 'done', { timeout: 60_000 });
+  const comps = await server.api<{ items: { id: string; source_id: number }[] }>('/resources?type=Composition');
+  expect(comps.items).toHaveLength(1);
+  await page.goto(`${server.origin}#/records/Composition/${comps.items[0].id}?source=${comps.items[0].source_id}`);
+  const secs = page.getByTestId('composition-section');
+  await expect(secs).toHaveCount(ips.entry[0].resource.section.length);
+  await expect(secs.first()).toContainText('Active problems');
+  await expect(secs.first().getByRole('link', { name: 'Prediabetes' })).toBeVisible();
+  await expect(secs.nth(2)).toContainText('No allergies or intolerances are recorded.');
+  await shot(page, 'ips-imported');
   expect(watch.errors).toEqual([]);
 });

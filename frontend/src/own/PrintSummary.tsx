@@ -66,8 +66,12 @@ export function PrintSummary() {
     setSaveError(null);
     try {
       const doc = await getIps(choice!);
-      const blob = new Blob([JSON.stringify(doc, null, 2)], { type: 'application/fhir+json' });
-      saveBlob({ blob, filename: `patient-summary-${new Date().toISOString().slice(0, 10)}.json` });
+      const text = JSON.stringify(doc, null, 2);
+      const filename = `patient-summary-${new Date().toISOString().slice(0, 10)}.json`;
+      // The desktop window saves through the system's dialog (a webview cannot save a Blob).
+      const shell = (globalThis as unknown as { go?: { app?: { Shell?: { SaveDocument?: (n: string, c: string) => Promise<string> } } } }).go?.app?.Shell;
+      if (shell?.SaveDocument) await shell.SaveDocument(filename, text);
+      else saveBlob({ blob: new Blob([text], { type: 'application/fhir+json' }), filename });
     } catch (e) {
       setSaveError(e);
     }
