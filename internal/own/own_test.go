@@ -205,6 +205,7 @@ func TestOwnEntriesRefused(t *testing.T) {
 		{"allergy criticality", post, `{"resourceType":"AllergyIntolerance","code":{"text":"Peanuts"},"criticality":"deadly"}`, 400, "AllergyIntolerance.criticality"},
 		{"immunization no date", post, `{"resourceType":"Immunization","status":"completed","vaccineCode":{"text":"Flu"}}`, 400, "Immunization.occurrenceDateTime"},
 		{"medication no status", post, `{"resourceType":"MedicationStatement","medicationCodeableConcept":{"text":"Aspirin"}}`, 400, "MedicationStatement.status"},
+		{"note with a link", post, `{"resourceType":"DocumentReference","status":"current","date":"2025-01-01","content":[{"attachment":{"contentType":"text/plain","data":"eA==","url":"http://example.org/x"}}]}`, 400, "DocumentReference.content[0].attachment.url"},
 		{"not json", post, `{"resourceType":`, 400, ""},
 		{"duplicate key", post, `{"resourceType":"Condition","resourceType":"Condition","code":{"text":"x"}}`, 400, ""},
 	} {

@@ -301,6 +301,9 @@ func Validate(m map[string]any, now time.Time) error {
 		if at == nil || strOf(at, "contentType") != "text/plain" || strOf(at, "data") == "" {
 			return fieldErr("DocumentReference.content[0].attachment", "A note's attachment must be text/plain with data.")
 		}
+		if _, ok := at["url"]; ok || len(content) > 1 {
+			return fieldErr("DocumentReference.content[0].attachment.url", "A note holds its text itself: no links to elsewhere, one attachment.")
+		}
 		if err := dateTime(m, typ, "date", true, now); err != nil {
 			return err
 		}
