@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # test (Xvfb, ImageMagick for screenshots, xwininfo), the real keyring (gnome-keyring under a dbus
 # session) and PostgreSQL for the Lighthouse gateway tests.
 RUN_PKGS := libgtk-3-dev libwebkit2gtk-4.1-dev pkg-config
-TEST_PKGS := $(RUN_PKGS) chromium xvfb xauth imagemagick x11-utils gnome-keyring dbus-x11 postgresql
+TEST_PKGS := $(RUN_PKGS) chromium xvfb xauth imagemagick x11-utils gnome-keyring dbus-x11 postgresql python3-aiosmtpd
 
 .PHONY: run build build-headless frontend deps-run deps-test test test-go test-frontend test-e2e test-desktop vet fmt bench clean
 

@@ -14,6 +14,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/backend"
 	"github.com/fastenhealth/fasten-desktop/internal/cli"
 	"github.com/fastenhealth/fasten-desktop/internal/events"
+	"github.com/fastenhealth/fasten-desktop/internal/owner"
 )
 
 // frontend/dist holds the built frontend; gitkeep keeps the folder (and this embed) valid before
@@ -57,12 +58,14 @@ func versionString() string {
 var started = time.Now()
 
 // desktop opens the window on the in-process backend.
-func desktop(assets fs.FS) func(context.Context, cli.Common, bool) error {
+func desktop(assets fs.FS) func(context.Context, cli.Common, bool, *owner.Lock) error {
 	if !app.DesktopBuild {
 		return nil
 	}
-	return func(ctx context.Context, c cli.Common, background bool) error {
-		b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: versionString()})
+	// The command line took the data folder's lock before calling this (a second launch hands
+	// over to the first through the control socket and never gets here).
+	return func(ctx context.Context, c cli.Common, background bool, lock *owner.Lock) error {
+		b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: versionString(), Lock: lock})
 		if err != nil {
 			return err
 		}
@@ -73,6 +76,9 @@ func desktop(assets fs.FS) func(context.Context, cli.Common, bool) error {
 			// instance) lives; every bus event also reaches the window as a Wails event.
 			// --background also runs the due syncs: the syncer does them at start.
 			Services: b.Run,
+			Control: func(ctx context.Context, show func()) error {
+				return cli.RunControl(ctx, b, show)
+			},
 			Events: func(ctx context.Context, emit func(topic string, data any)) {
 				b.Bus.Forward(ctx, func(ev events.Event) { emit(ev.Event, ev) })
 			},

@@ -6,6 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 run() { echo "== $*"; go test -run '^$' -timeout 60m "$@" 2>&1 | grep -E '^Benchmark|ratio|peak RSS|MB in|resources/s|p50|p99|req/s' || true; }
+run -bench 'ImportVsFloor' -benchtime 1x ./internal/importer/
 run -bench 'ImportVsRaw' -benchtime 2x ./internal/importer/
 run -bench 'Queries' -benchtime 1x ./internal/importer/
 run -bench 'ImportPeakRSS' -benchtime 1x ./internal/importer/

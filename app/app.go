@@ -50,6 +50,10 @@ type Options struct {
 	// Services run while the window (or the hidden --background instance) lives: syncs and
 	// webhook deliveries. The shell stops them and waits for them before the database closes.
 	Services func(ctx context.Context) error
+	// Control serves the data folder's control socket while the window lives (command-line
+	// import/sync/backup and a second launch come through it); show brings the window to the
+	// front.
+	Control func(ctx context.Context, show func()) error
 }
 
 // Default window size when nothing is remembered.
@@ -250,11 +254,36 @@ func (s *Shell) startup(ctx context.Context) {
 	if s.opt.Events != nil {
 		go s.opt.Events(bg, func(topic string, data any) { runtime.EventsEmit(ctx, topic, data) })
 	}
-	if s.opt.Services != nil {
+	if s.opt.Services != nil || s.opt.Control != nil {
 		s.services = make(chan error, 1)
-		go func() { s.services <- s.opt.Services(bg) }()
+		go func() { s.services <- s.runServices(bg) }()
 	}
 	s.log.Info("window started", "background", s.opt.Background)
+}
+
+// runServices runs Services and Control side by side until ctx ends.
+func (s *Shell) runServices(ctx context.Context) error {
+	var wg sync.WaitGroup
+	var errs [2]error
+	if s.opt.Services != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[0] = s.opt.Services(ctx) }()
+	}
+	if s.opt.Control != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[1] = s.opt.Control(ctx, s.show) }()
+	}
+	wg.Wait()
+	return errors.Join(errs[:]...)
+}
+
+// show brings the window to the front (a second launch asked for it).
+func (s *Shell) show() {
+	if s.ctx == nil {
+		return
+	}
+	runtime.WindowUnminimise(s.ctx)
+	runtime.WindowShow(s.ctx)
 }
 
 func (s *Shell) domReady(ctx context.Context) {
@@ -299,11 +328,7 @@ func (s *Shell) secondInstance(d options.SecondInstanceData) {
 			return
 		}
 	}
-	if s.ctx == nil {
-		return
-	}
-	runtime.WindowUnminimise(s.ctx)
-	runtime.WindowShow(s.ctx)
+	s.show()
 }
 
 func (s *Shell) beforeClose(ctx context.Context) bool {

@@ -24,11 +24,17 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/connect"
 	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/events"
+	"github.com/fastenhealth/fasten-desktop/internal/events/sse"
+	"github.com/fastenhealth/fasten-desktop/internal/events/webhooks"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
+	"github.com/fastenhealth/fasten-desktop/internal/installation"
 	"github.com/fastenhealth/fasten-desktop/internal/ips"
 	"github.com/fastenhealth/fasten-desktop/internal/own"
+	"github.com/fastenhealth/fasten-desktop/internal/owner"
 	"github.com/fastenhealth/fasten-desktop/internal/paths"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
+	"github.com/fastenhealth/fasten-desktop/internal/prefs"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 	"github.com/fastenhealth/fasten-desktop/internal/syncer"
@@ -43,9 +49,14 @@ type Options struct {
 	LogToStderr   bool
 	Getenv        func(string) string
 	// Keyring keeps the installation secret and provider tokens. nil means the OS keyring
-	// (secrets.NewKeyring(connect.KeyringService)); there is no other fallback. Tests inject a
+	// (secrets.NewKeyring(installation.KeyringService)); there is no other fallback. Tests inject a
 	// fake store here explicitly.
 	Keyring secrets.Store
+	// Lock is the data folder, already held (internal/owner). nil: Open takes it as its first
+	// step (for Command) and Close lets it go; a folder held by another process is an
+	// *owner.HeldError before anything in it is touched.
+	Lock    *owner.Lock
+	Command string
 }
 
 // Backend is the running backend.
@@ -59,22 +70,33 @@ type Backend struct {
 	Log           *slog.Logger
 	LighthouseURL string
 	logFile       *os.File
+	// Lock holds the data folder; ownLock: Open took it, so Close releases it.
+	Lock    *owner.Lock
+	ownLock bool
 
 	// Keyring keeps the installation secret and provider tokens (the OS keyring unless a test
 	// injected one).
 	Keyring secrets.Store
-	// Connect serves registration, settings, the provider catalog, connect and disconnect, and
-	// hands out token managers (TokenManagerFor). Connect.LighthouseURL() is the Lighthouse in
-	// use now: a change in Settings applies without a restart, unlike LighthouseURL above.
+	// Installation serves the registration with the Lighthouse and its settings;
+	// Installation.LighthouseURL() is the Lighthouse in use now: a change in Settings applies
+	// without a restart, unlike LighthouseURL above.
+	Installation *installation.Service
+	// Tokens hands out the provider sources' token managers (the syncer's and the flow's).
+	Tokens *connect.Tokens
+	// Connect serves the provider catalog, connect, disconnect and reconnect.
 	Connect *connect.Service
-	// Bus carries events to the window (Wails events), to browsers (SSE) and to webhooks (Hub).
-	Bus *events.Bus
-	Hub *events.Hub
+	// Bus carries events to the window (Wails events), to browsers (Stream, SSE) and to webhooks
+	// (Hub).
+	Bus    *events.Bus
+	Stream *sse.Stream
+	Hub    *webhooks.Hub
 	// Syncer keeps provider sources up to date; Run starts it.
 	Syncer *syncer.Syncer
 	// People serves the household's people (profiles): listing, editing, merge with undo,
 	// re-assignment, deletion; the importer and the connect flow match patients with it.
 	People *people.Service
+	// Prefs serves start at login and the sync interval (/preferences).
+	Prefs *prefs.Preferences
 }
 
 // Open prepares everything; Close undoes it.
@@ -90,9 +112,20 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 	if err := dirs.Ensure(); err != nil {
 		return nil, err
 	}
-	b := &Backend{Dirs: dirs, Config: config.NewStore(dirs.ConfigFile())}
+	// First of all, own the data folder: nothing below (spool cleanup, migrations, checkpoint,
+	// interrupted syncs) may run while another process uses it.
+	b := &Backend{Dirs: dirs, Config: config.NewStore(dirs.ConfigFile()), Lock: opt.Lock}
+	if b.Lock == nil {
+		if b.Lock, err = owner.Acquire(dirs.Data, firstNonEmpty(opt.Command, "serve")); err != nil {
+			return nil, err
+		}
+		b.ownLock = true
+	} else if b.Lock.Dir() != dirs.Data {
+		return nil, fmt.Errorf("backend: the held lock is for %s, not the data folder %s", b.Lock.Dir(), dirs.Data)
+	}
 	b.Log, b.logFile, err = openLog(dirs.Logs, opt.LogLevel, opt.LogToStderr)
 	if err != nil {
+		b.Close()
 		return nil, err
 	}
 	cfg, err := b.Config.Load()
@@ -107,69 +140,80 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		b.Close()
 		return nil, err
 	}
+	// From here on a plain sequence: each part is built once, after everything it needs.
 	b.Store = records.New(b.DB)
 	b.Importer = importer.New(b.Store, b.Log.With("part", "importer"), importer.Limits{})
 	spool := filepath.Join(dirs.Data, "spool")
 	cleanSpool(spool)
 	b.Bus = events.NewBus(events.BusOptions{Log: b.Log.With("part", "events")})
-	b.API = api.New(api.Config{
-		Store:        b.Store,
-		Importer:     b.Importer,
-		Log:          b.Log.With("part", "api"),
-		Version:      opt.Version,
-		SpoolDir:     spool,
-		Events:       b.Bus,
-		Syncing:      func(id int64) bool { return b.Syncer != nil && b.Syncer.Syncing(id) },
-		DeleteSource: b.deleteSource,
-	})
 	b.Keyring = opt.Keyring
 	if b.Keyring == nil {
-		b.Keyring = secrets.NewKeyring(connect.KeyringService)
+		b.Keyring = secrets.NewKeyring(installation.KeyringService)
 	}
-	b.People = people.New(people.Options{
-		Store:  b.Store,
-		Log:    b.Log.With("part", "people"),
-		Events: b.Bus,
-		// Deleting a person removes the provider sources that held only their records: forget
-		// the sign-in first (tokens out of the keyring) and stop a running sync.
-		Disconnect: func(ctx context.Context, id int64) error {
-			b.Syncer.Cancel(id)
-			_, err := b.Connect.Disconnect(ctx, id, false)
-			return err
-		},
-	})
-	for _, r := range b.People.Routes() {
-		b.API.Add(api.Route{Method: r.Method, Path: r.Path, Handler: r.Handler})
-	}
-	b.Connect, err = connect.New(connect.Options{
-		Store:              b.Store,
+	if b.Installation, err = installation.New(installation.Options{
 		Config:             b.Config,
 		Keyring:            b.Keyring,
 		LighthouseOverride: override,
-		Log:                b.Log.With("part", "connect"),
-		Events:             b.Bus,
-		People:             b.People,
-	})
-	if err != nil {
+		Log:                b.Log.With("part", "installation"),
+	}); err != nil {
 		b.Close()
 		return nil, err
 	}
-	b.API.Add(b.Connect.Routes()...)
+	if b.Tokens, err = connect.NewTokens(connect.TokensOptions{
+		Keyring:      b.Keyring,
+		Installation: b.Installation,
+		Log:          b.Log.With("part", "tokens"),
+	}); err != nil {
+		b.Close()
+		return nil, err
+	}
 	b.Syncer = syncer.New(syncer.Config{
 		Store:    b.Store,
 		DB:       b.DB,
-		Tokens:   b.Connect.TokenManagerFor,
+		Tokens:   b.Tokens.ManagerFor,
 		Events:   b.Bus,
 		Log:      b.Log.With("part", "syncer"),
 		Interval: cfg.SyncEvery(),
 	})
-	b.Connect.SetOnConnected(func(id int64) {
-		if err := b.Syncer.Enqueue(context.Background(), id, syncer.TriggerConnect); err != nil {
-			b.Log.Warn("could not start the first sync", "source_id", id, "err", err)
-		}
+	b.People = people.New(people.Options{
+		Store:  b.Store,
+		Log:    b.Log.With("part", "people"),
+		Events: b.Bus,
+		// Deleting a person removes the provider sources that held only their records: stop a
+		// running sync and take the sign-in out of the keyring first.
+		Disconnect: b.forgetSignIn,
+		// A deleted or merged person's user keys stop counting at the Lighthouse.
+		ForgetUsers: func(ctx context.Context, profileID int64, providers []string) {
+			for _, p := range providers {
+				if err := b.Installation.ForgetUser(ctx, p, profileID); err != nil {
+					b.Log.Warn("the Lighthouse could not forget a user; their slot stays counted", "provider", p, "err", err)
+				}
+			}
+		},
 	})
-	b.API.Add(b.Syncer.Routes()...)
-	b.Hub, err = events.NewHub(ctx, events.HubConfig{
+	if b.Connect, err = connect.New(connect.Options{
+		Store:        b.Store,
+		Installation: b.Installation,
+		Tokens:       b.Tokens,
+		Keyring:      b.Keyring,
+		Log:          b.Log.With("part", "connect"),
+		Events:       b.Bus,
+		People:       b.People,
+		// A new or reconnected source gets its first sync at once.
+		OnConnected: func(id int64) {
+			if err := b.Syncer.Enqueue(context.Background(), id, syncer.TriggerConnect); err != nil {
+				b.Log.Warn("could not start the first sync", "source_id", id, "err", err)
+			}
+		},
+	}); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if b.Stream, err = sse.New(sse.Options{Bus: b.Bus, Log: b.Log.With("part", "sse")}); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if b.Hub, err = webhooks.New(ctx, webhooks.Config{
 		Bus:     b.Bus,
 		DB:      b.DB,
 		Secrets: b.Keyring,
@@ -178,25 +222,46 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 			it, err := b.Store.Get(ctx, ref.Type, ref.ID, ref.SourceID)
 			return it.Resource, err
 		},
-	})
-	if err != nil {
+	}); err != nil {
 		b.Close()
 		return nil, err
 	}
-	b.API.Add(b.Hub.Routes()...)
-	b.API.Add(b.PreferenceRoutes()...) // start at login, sync interval (prefs.go)
+	login, loginUnsupported := prefs.LoginEntry(dirs.Data)
+	b.Prefs = prefs.New(prefs.Options{
+		Config:           b.Config,
+		Login:            login,
+		LoginUnsupported: loginUnsupported,
+		ApplyInterval:    b.Syncer.SetInterval,
+		ActiveInterval:   cfg.SyncEvery(),
+		Log:              b.Log.With("part", "preferences"),
+	})
+	// The API last: every feature registers its routes through httpkit.
+	b.API = api.New(api.Config{
+		Store:        b.Store,
+		Importer:     b.Importer,
+		Log:          b.Log.With("part", "api"),
+		Version:      opt.Version,
+		SpoolDir:     spool,
+		Events:       b.Bus,
+		Syncing:      b.Syncer.Syncing,
+		DeleteSource: b.deleteSource,
+	})
+	for _, f := range []interface{ Routes() []httpkit.Route }{b.People, b.Installation, b.Syncer, b.Connect, b.Stream, b.Hub, b.Prefs} {
+		b.API.Add(f.Routes()...)
+	}
 	b.API.Add(ips.NewBuilder(b.Store, nil).Routes(b.Log.With("part", "ips"))...)
 	b.API.Add(own.New(own.Options{Store: b.Store, Log: b.Log.With("part", "own"), Events: b.Bus}).Routes()...)
 	return b, nil
 }
 
 // Run runs the background services (scheduled and on-demand syncs, webhook deliveries and
-// lease expiry) until ctx ends. Serve mode and the desktop window run it; one-shot commands
+// lease expiry, SSE ticket expiry; SSE streams end when it returns) until ctx ends. Serve mode and the desktop window run it; one-shot commands
 // (import, sync) do not.
 func (b *Backend) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, run := range []func(context.Context) error{b.Syncer.Run, b.Hub.Run} {
+	runs := []func(context.Context) error{b.Syncer.Run, b.Hub.Run, b.Stream.Run}
+	errs := make([]error, len(runs))
+	for i, run := range runs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -205,6 +270,17 @@ func (b *Backend) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// forgetSignIn stops a provider source's sync and takes its sign-in out of the keyring (people
+// call it before deleting a person's provider sources).
+func (b *Backend) forgetSignIn(ctx context.Context, id int64) error {
+	b.Syncer.Cancel(id)
+	src, err := b.Store.GetSource(ctx, id)
+	if err != nil {
+		return err
+	}
+	return b.Tokens.Remove(ctx, src)
 }
 
 // deleteSource deletes a source and its records; a provider source is disconnected first, so its
@@ -252,6 +328,9 @@ func (b *Backend) Close() error {
 	}
 	if b.logFile != nil {
 		errs = append(errs, b.logFile.Close())
+	}
+	if b.ownLock {
+		errs = append(errs, b.Lock.Release()) // last: the folder is clean now
 	}
 	return errors.Join(errs...)
 }

@@ -2,12 +2,18 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
+	"github.com/fastenhealth/fasten-desktop/internal/prefs"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets/secretstest"
 )
 
@@ -81,5 +87,42 @@ func TestRunStopsWithTheContext(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("Run did not stop")
+	}
+}
+
+// TestPreferencesWired: the assembled backend serves /preferences; this test binary has no
+// window, so starting at login is refused with the reason.
+func TestPreferencesWired(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	b := open(t)
+	srv := httptest.NewServer(b.Handler(nil))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + httpkit.Prefix + "/preferences")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v prefs.View
+	json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || v.SyncInterval != "12h" || v.SyncIntervalActive != "12h" {
+		t.Fatalf("GET /preferences: %d %+v", resp.StatusCode, v)
+	}
+	info, _ := debug.ReadBuildInfo()
+	if ok, _ := prefs.LoginSupport("linux", info.Settings); !ok && (v.AutostartSupported || !strings.Contains(v.AutostartNote, "no window")) {
+		t.Errorf("a test binary without the window: %+v", v)
+	}
+	req, _ := http.NewRequest("PATCH", srv.URL+httpkit.Prefix+"/preferences", strings.NewReader(`{"sync_interval": "6h"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || v.SyncInterval != "6h" {
+		t.Fatalf("PATCH: %d %+v", resp.StatusCode, v)
+	}
+	if c, _ := b.Config.Load(); c.SyncInterval != "6h" {
+		t.Errorf("settings file: %+v", c)
 	}
 }

@@ -14,6 +14,10 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/fastenhealth/fasten-desktop/internal/control"
+	"github.com/fastenhealth/fasten-desktop/internal/owner"
 )
 
 // Env is what the commands need from the outside world.
@@ -23,8 +27,9 @@ type Env struct {
 	Getenv         func(string) string
 	Assets         fs.FS // the built frontend (frontend/dist)
 	Version        string
-	// Desktop opens the window; nil in builds without it.
-	Desktop func(ctx context.Context, c Common, background bool) error
+	// Desktop opens the window on the data folder lock holds (the command line took it); nil in
+	// builds without a window. It is not called when another process holds the folder.
+	Desktop func(ctx context.Context, c Common, background bool, lock *owner.Lock) error
 }
 
 // Common are the flags every command accepts.
@@ -51,11 +56,15 @@ Usage:
   fasten-desktop backup FILE               write a checked copy of the record database to FILE
   fasten-desktop lighthouse --listen ADDR --db PATH|postgres://... --providers FILE [--public-url URL]
                                            run the reference Lighthouse auth gateway
+                                           (more flags: lighthouse --help; docs/lighthouse-operations.md)
+  fasten-desktop lighthouse admin --db DB installations|revoke ID|unrevoke ID|outbox|rotate-key
+                                           the Lighthouse operator's commands
   fasten-desktop sandbox [--listen ADDR]   run the demo hospital and a Lighthouse on loopback
   fasten-desktop version                   print the version
 
 Every command accepts --data-dir DIR (or FASTEN_DATA_DIR) and --lighthouse-url URL
-(or FASTEN_LIGHTHOUSE_URL).
+(or FASTEN_LIGHTHOUSE_URL). One process at a time owns a data folder: while the window or serve
+runs, import, sync and backup are done by it; a second serve or window does not start on it.
 `
 
 // Main runs the command line and returns the exit status.
@@ -147,5 +156,54 @@ func desktop(ctx context.Context, args []string, env Env) error {
 	if env.Desktop == nil {
 		return errors.New("this build has no desktop window; use `fasten-desktop serve` and open the printed link in a browser")
 	}
-	return env.Desktop(ctx, c, *background)
+	dirs, err := folder(c, env)
+	if err != nil {
+		return err
+	}
+	lock, err := owner.Acquire(dirs.Data, owner.CommandWindow)
+	var he *owner.HeldError
+	switch {
+	case errors.As(err, &he):
+		return handOver(ctx, env, dirs.Data, he, *background)
+	case err != nil:
+		return err
+	}
+	defer lock.Release()
+	return env.Desktop(ctx, c, *background, lock)
+}
+
+// handOverWait bounds how long a second window waits for a first one that is still starting.
+const handOverWait = 15 * time.Second
+
+// handOver is a second launch while another process holds the data folder: a window is brought
+// to the front (an autostart launch changes nothing); anything else (serve, a command) is named,
+// and the launch fails: two processes never share a data folder.
+func handOver(ctx context.Context, env Env, dir string, he *owner.HeldError, background bool) error {
+	if he.Holder.Command != owner.CommandWindow {
+		return fmt.Errorf("%w.\nStop it first, or use its link", he)
+	}
+	if background {
+		fmt.Fprintln(env.Stdout, "Fasten is already running.")
+		return nil
+	}
+	deadline := time.Now().Add(handOverWait)
+	for {
+		cl, err := control.Dial(ctx, dir)
+		if err == nil {
+			if ok, err := cl.Show(ctx); err == nil && ok {
+				fmt.Fprintln(env.Stdout, "Fasten is already open: its window was brought to the front.")
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w, and its window did not answer: %v", he, err)
+		}
+		t := time.NewTimer(claimPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/backend"
+	"github.com/fastenhealth/fasten-desktop/internal/control"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 )
 
@@ -35,22 +35,33 @@ func importCmd(ctx context.Context, args []string, env Env) error {
 		if err != nil {
 			return err
 		}
+		if err := importer.CheckFile(p, a); err != nil {
+			return err
+		}
 		inputs = append(inputs, importer.Input{Name: filepath.Base(a), Path: p})
 	}
-	b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: env.Version, LogLevel: level(c), Getenv: env.Getenv})
+	lock, client, err := claim(ctx, c, env, "import")
 	if err != nil {
 		return err
 	}
-	defer b.Close()
 	bar := newBar(env.Stderr)
-	res, err := b.Importer.Import(ctx, inputs, importer.Options{SkipInvalid: *skip, SourceID: *source, Progress: bar.update})
+	var res *importer.Result
+	if client != nil {
+		// The window or serve holds the folder: it imports, with the same importer and checks.
+		res, err = client.Import(ctx, control.ImportRequest{Files: inputs, SkipInvalid: *skip, SourceID: *source}, bar.update)
+	} else {
+		defer lock.Release()
+		var b *backend.Backend
+		b, err = backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: env.Version, LogLevel: level(c), Getenv: env.Getenv, Lock: lock})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		res, err = b.Importer.Import(ctx, inputs, importer.Options{SkipInvalid: *skip, SourceID: *source, Progress: bar.update})
+	}
 	bar.finish()
 	if err != nil {
-		var re *importer.RefusedError
-		if errors.As(err, &re) {
-			return fmt.Errorf("refused: %v\nNothing was imported. Fix the file, or use --skip-invalid to import the valid resources", err)
-		}
-		return fmt.Errorf("import failed: %w (nothing was imported)", err)
+		return importError(err)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)

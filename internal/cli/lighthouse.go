@@ -7,5 +7,5 @@ import (
 )
 
 func lighthouseCmd(ctx context.Context, args []string, env Env) error {
-	return gateway.Command(ctx, args, env.Stdout, env.Stderr)
+	return gateway.Command(ctx, args, env.Stdout, env.Stderr, env.Getenv)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/api"
 	"github.com/fastenhealth/fasten-desktop/internal/backend"
 	"github.com/fastenhealth/fasten-desktop/internal/guard"
+	"github.com/fastenhealth/fasten-desktop/internal/owner"
 )
 
 func level(c Common) slog.Level {
@@ -39,24 +40,42 @@ func serve(ctx context.Context, args []string, env Env) error {
 	} else if err := guard.CheckToken(token); err != nil {
 		return fmt.Errorf("FASTEN_API_TOKEN: %w", err)
 	}
+	// The data folder first: a second serve (or a serve next to the window) stops here, before
+	// it listens or touches anything in the folder.
+	dirs, err := folder(c, env)
+	if err != nil {
+		return err
+	}
+	lock, err := owner.Acquire(dirs.Data, "serve")
+	if err != nil {
+		if errors.Is(err, owner.ErrHeld) {
+			return fmt.Errorf("%w.\nStop it first, or use its window or link", err)
+		}
+		return err
+	}
+	defer lock.Release()
 	ln, err := guard.LoopbackListen(*listen, false)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: env.Version, LogLevel: level(c), LogToStderr: true, Getenv: env.Getenv})
+	b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: env.Version, LogLevel: level(c), LogToStderr: true, Getenv: env.Getenv, Lock: lock})
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
+	addr := ln.Addr().(*net.TCPAddr)
+	port := addr.Port
 	h, err := guard.Wrap(b.Handler(env.Assets), guard.Config{
 		Token: token,
 		Port:  port,
+		// The address it listens on is its own name too (--listen 127.0.0.2:PORT).
+		ExtraHosts:  []string{hostName(addr.IP)},
+		UploadPaths: []string{api.Prefix + "/imports"},
 		Open: func(r *http.Request) bool {
 			// Health and the static frontend need no token; an SSE request with a valid
 			// single-use ticket (for EventSource, which cannot send headers) neither.
-			return r.URL.Path == api.Prefix+"/health" || !strings.HasPrefix(r.URL.Path, "/api/") || b.Hub.TicketRequest(r)
+			return r.URL.Path == api.Prefix+"/health" || !strings.HasPrefix(r.URL.Path, "/api/") || b.Stream.TicketRequest(r)
 		},
 		FormPaths: []string{api.Prefix + "/hub"},
 	})
@@ -75,13 +94,13 @@ func serve(ctx context.Context, args []string, env Env) error {
 	defer stopRun()
 	runDone := make(chan error, 1)
 	go func() { runDone <- b.Run(runCtx) }()
+	// import, sync and backup on the command line come through the control socket.
+	ctlDone := make(chan error, 1)
+	go func() { ctlDone <- RunControl(runCtx, b, nil) }()
+	defer func() { stopRun(); <-ctlDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	host, _, _ := net.SplitHostPort(ln.Addr().String())
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	base := "http://" + host + ":" + strconv.Itoa(port) + "/"
+	base := "http://" + hostName(addr.IP) + ":" + strconv.Itoa(port) + "/"
 	fmt.Fprintf(env.Stdout, "Fasten is running at %s#token=%s\n", base, token)
 	fmt.Fprintf(env.Stdout, "Open that link in your browser. Keep it private: it opens your health records. Data: %s\n", b.Dirs.Data)
 	b.Log.Info("serving", "url", base, "data", b.Dirs.Data)
@@ -99,4 +118,12 @@ func serve(ctx context.Context, args []string, env Env) error {
 	sctx, cancel := context.WithTimeout(context.Background(), backend.ShutdownTimeout)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// hostName is ip as it appears in a URL's host: IPv6 in brackets.
+func hostName(ip net.IP) string {
+	if ip.To4() == nil {
+		return "[" + ip.String() + "]"
+	}
+	return ip.String()
 }

@@ -44,6 +44,12 @@ const testToken = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ"
 // startServe runs the real serve command on 127.0.0.1:0 and returns its base URL.
 func startServe(t *testing.T) string {
 	t.Helper()
+	return startServeIn(t, t.TempDir(), "127.0.0.1")
+}
+
+// startServeIn runs serve on the data folder dir, listening on ip (a loopback address) port 0.
+func startServeIn(t *testing.T, dir, ip string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &lockedBuffer{}
 	env := Env{Stdout: out, Stderr: io.Discard, Getenv: func(k string) string {
@@ -53,14 +59,14 @@ func startServe(t *testing.T) string {
 		return ""
 	}}
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, env) }()
+	go func() { done <- serve(ctx, []string{"--listen", ip + ":0", "--data-dir", dir}, env) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	re := regexp.MustCompile(`Fasten is running at (http://127\.0\.0\.1:\d+)/#token=(\S+)`)
+	re := regexp.MustCompile(`Fasten is running at (http://` + regexp.QuoteMeta(ip) + `:\d+)/#token=(\S+)`)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := re.FindStringSubmatch(out.String()); m != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/fastenhealth/fasten-desktop/internal/backend"
+	"github.com/fastenhealth/fasten-desktop/internal/control"
 	"github.com/fastenhealth/fasten-desktop/internal/syncer"
 )
 
@@ -28,7 +29,22 @@ func syncCmd(ctx context.Context, args []string, env Env) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q (see fasten-desktop help)", fs.Arg(0))}
 	}
-	b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: env.Version, LogLevel: level(c), Getenv: env.Getenv})
+	lock, client, err := claim(ctx, c, env, "sync")
+	if err != nil {
+		return err
+	}
+	if client != nil {
+		// The window or serve holds the folder: its syncer runs the syncs (joining one it runs
+		// already) and its token managers refresh, so a rotating refresh token is spent once and
+		// its running syncs are left alone.
+		results, err := client.Sync(ctx, control.SyncRequest{SourceID: *source})
+		if err != nil {
+			return err
+		}
+		return printSync(env.Stdout, results)
+	}
+	defer lock.Release()
+	b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: env.Version, LogLevel: level(c), Getenv: env.Getenv, Lock: lock})
 	if err != nil {
 		return err
 	}
@@ -36,8 +52,9 @@ func syncCmd(ctx context.Context, args []string, env Env) error {
 	return runSync(ctx, env.Stdout, b, syncer.Config{Tokens: syncTokens(b)}, *source)
 }
 
-// runSync syncs every connected provider source (or only the one with id only), printing a line per
-// source, and fails when any of them failed. cfg supplies Tokens (and, in tests, Sleep); Store and
+// runSync syncs every connected provider source (or only the one with id only) in this process,
+// which holds the data folder, printing a line per source, and fails when any of them failed.
+// Holding the folder is what makes MarkInterrupted safe: no other process has running syncs. cfg supplies Tokens (and, in tests, Sleep); Store and
 // Log come from b.
 func runSync(ctx context.Context, out io.Writer, b *backend.Backend, cfg syncer.Config, only int64) error {
 	cfg.Store = b.Store
@@ -57,6 +74,16 @@ func runSync(ctx context.Context, out io.Writer, b *backend.Backend, cfg syncer.
 	if err != nil {
 		return err
 	}
+	out2 := make([]control.SyncResult, len(results))
+	for i, r := range results {
+		out2[i] = control.SyncResult{RunResult: r, Plain: errors.Is(r.Err, syncer.ErrNoTokens) || errors.Is(r.Err, syncer.ErrReconnectNeeded)}
+	}
+	return printSync(out, out2)
+}
+
+// printSync prints a line per source (the same for a direct run and one through the owner) and
+// fails when any of them failed.
+func printSync(out io.Writer, results []control.SyncResult) error {
 	if len(results) == 0 {
 		fmt.Fprintln(out, "No provider is connected; nothing to sync.")
 		return nil
@@ -84,7 +111,7 @@ func runSync(ctx context.Context, out io.Writer, b *backend.Backend, cfg syncer.
 		default:
 			failed++
 			msg := r.Error
-			if errors.Is(r.Err, syncer.ErrNoTokens) || errors.Is(r.Err, syncer.ErrReconnectNeeded) {
+			if r.Plain {
 				fmt.Fprintf(out, "%s: %s\n", label, msg)
 				continue
 			}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/connect"
+	"github.com/fastenhealth/fasten-desktop/internal/installation"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 	"github.com/fastenhealth/fasten-desktop/internal/smart"
@@ -53,8 +54,8 @@ func TestConnectEndToEndSystemKeyring(t *testing.T) {
 	}
 	e := newEnv(t, envOptions{keyring: kr})
 	t.Cleanup(func() {
-		if in, err := e.svc.Installation(); err == nil && in != nil {
-			kr.Delete(ctx, connect.InstallationSecretKey(in.InstallationID))
+		if in, err := e.inst.Installation(); err == nil && in != nil {
+			kr.Delete(ctx, installation.SecretKey(in.InstallationID))
 		}
 		if srcs, err := e.store.ListSources(ctx, 0); err == nil {
 			for _, s := range srcs {
@@ -74,9 +75,9 @@ func endToEnd(t *testing.T, e *env) records.Source {
 	ctx := context.Background()
 
 	// Before registering: settings say so; the catalog and connect ask to register.
-	var st connect.Settings
+	var st installation.Settings
 	e.call("GET", "/settings", nil, &st)
-	if st.OnboardingDone || st.Installation != nil || st.LighthouseURL != e.lhURL || st.LighthouseURLSource != connect.URLFromSettings {
+	if st.OnboardingDone || st.Installation != nil || st.LighthouseURL != e.lhURL || st.LighthouseURLSource != installation.URLFromSettings {
 		t.Fatalf("settings before registering: %+v", st)
 	}
 	var ae apiError
@@ -96,7 +97,7 @@ func endToEnd(t *testing.T, e *env) records.Source {
 	if in.InstallationID == "" || in.LighthouseURL != e.lhURL || in.Name != "Ada Lovelace" || in.Email != "ada@example.org" || in.RegisteredAt == nil {
 		t.Fatalf("installation %+v", in)
 	}
-	var got connect.Installation
+	var got installation.Installation
 	if code := e.call("GET", "/installation", nil, &got); code != http.StatusOK || got.InstallationID != in.InstallationID {
 		t.Fatalf("GET /installation: %d %+v", code, got)
 	}
@@ -109,7 +110,7 @@ func endToEnd(t *testing.T, e *env) records.Source {
 	if cfg.InstallationID != in.InstallationID || cfg.AdminEmail != "ada@example.org" || cfg.LighthouseURL != e.lhURL {
 		t.Fatalf("settings file: %+v", cfg)
 	}
-	secretJSON, err := e.kr.Get(ctx, connect.InstallationSecretKey(in.InstallationID))
+	secretJSON, err := e.kr.Get(ctx, installation.SecretKey(in.InstallationID))
 	must(t, err)
 	var stored struct {
 		Secret string `json:"secret"`

@@ -2,7 +2,6 @@ package connect
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/callback"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
+	"github.com/fastenhealth/fasten-desktop/internal/installation"
 	"github.com/fastenhealth/fasten-desktop/internal/lighthouse"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
@@ -125,7 +126,7 @@ type attempt struct {
 func (s *Service) Connect(ctx context.Context, req ConnectRequest) (Started, error) {
 	req.Provider = strings.TrimSpace(req.Provider)
 	if req.Provider == "" {
-		return Started{}, &problem{Status: http.StatusBadRequest, Code: "bad_request", Message: "Choose a provider to connect."}
+		return Started{}, problem(http.StatusBadRequest, "bad_request", "Choose a provider to connect.")
 	}
 	profile := strings.TrimSpace(req.Profile)
 	var provisional int64
@@ -155,7 +156,7 @@ func (s *Service) Connect(ctx context.Context, req ConnectRequest) (Started, err
 			return Started{}, err
 		}
 		if src.Kind != records.KindProvider || src.ProviderID == nil || src.TokenKey == "" {
-			return Started{}, &problem{Status: http.StatusBadRequest, Code: "not_a_provider_source", Message: "Only a connected provider can be signed in to again."}
+			return Started{}, problem(http.StatusBadRequest, "not_a_provider_source", "Only a connected provider can be signed in to again.")
 		}
 		reconnect = &src
 		if src.ProfileID != nil && req.Profile == "" {
@@ -163,17 +164,14 @@ func (s *Service) Connect(ctx context.Context, req ConnectRequest) (Started, err
 		}
 	}
 
-	reg, err := s.registration(ctx)
+	sess, err := s.inst.Session(ctx)
 	if err != nil {
 		return Started{}, err
 	}
-	lc, err := s.lighthouseClient(reg.url, &reg)
-	if err != nil {
-		return Started{}, err
-	}
+	lc := sess.Client
 	catalog, err := lc.Providers(ctx, "")
 	if err != nil {
-		return Started{}, lighthouseErr(lc, err)
+		return Started{}, installation.LighthouseError(lc, err)
 	}
 	var p *lighthouse.Provider
 	for i := range catalog {
@@ -182,20 +180,20 @@ func (s *Service) Connect(ctx context.Context, req ConnectRequest) (Started, err
 		}
 	}
 	if p == nil {
-		return Started{}, &problem{Status: http.StatusNotFound, Code: "provider_unknown", Message: fmt.Sprintf("The Lighthouse does not offer a provider called %q.", req.Provider)}
+		return Started{}, problem(http.StatusNotFound, "provider_unknown", fmt.Sprintf("The Lighthouse does not offer a provider called %q.", req.Provider))
 	}
 	if reconnect != nil && *reconnect.ProviderID != p.ID {
-		return Started{}, &problem{Status: http.StatusBadRequest, Code: "bad_request", Message: "This source belongs to another provider."}
+		return Started{}, problem(http.StatusBadRequest, "bad_request", "This source belongs to another provider.")
 	}
 	if p.RedirectURI == "" {
-		return Started{}, &problem{Status: http.StatusBadGateway, Code: "lighthouse_error", Message: "The Lighthouse's catalog entry for " + p.Name + " has no callback address, so it cannot be connected."}
+		return Started{}, problem(http.StatusBadGateway, "lighthouse_error", "The Lighthouse's catalog entry for "+p.Name+" has no callback address, so it cannot be connected.")
 	}
 
 	server, err := smart.Discover(ctx, s.hc, p.FHIRBase)
 	if err != nil {
-		return Started{}, err
+		return Started{}, providerError(err)
 	}
-	if p.TokenURL != "" && normURL(p.TokenURL) != normURL(server.TokenEndpoint) {
+	if p.TokenURL != "" && installation.NormURL(p.TokenURL) != installation.NormURL(server.TokenEndpoint) {
 		s.log.Warn("the catalog's token endpoint differs from the provider's discovery; using discovery", "provider", p.ID)
 	}
 	pk := smart.NewPKCE()
@@ -241,7 +239,7 @@ func (s *Service) Connect(ctx context.Context, req ConnectRequest) (Started, err
 	}
 	s.mu.Unlock()
 	if pending >= maxPending {
-		return Started{}, &problem{Status: http.StatusTooManyRequests, Code: "too_many_pending", Message: "Too many sign-ins are waiting. Finish or cancel one first."}
+		return Started{}, problem(http.StatusTooManyRequests, "too_many_pending", "Too many sign-ins are waiting. Finish or cancel one first.")
 	}
 	for _, o := range older { // the user started over: the older browser tab no longer counts
 		o.listener.Close()
@@ -262,15 +260,15 @@ func (s *Service) Connect(ctx context.Context, req ConnectRequest) (Started, err
 		State:         state,
 		CodeChallenge: pk.Challenge,
 		RedirectPort:  l.Port(),
-		UserKey:       userKey(reg.secret, profile),
+		UserKey:       sess.UserKey(profile),
 		Scope:         scope,
 	})
-	if err == nil && resp.RedirectURI != "" && normURL(resp.RedirectURI) != normURL(p.RedirectURI) {
-		err = &problem{Status: http.StatusBadGateway, Code: "lighthouse_error", Message: "The Lighthouse answered with a callback address that does not match its catalog, so connecting was stopped."}
+	if err == nil && resp.RedirectURI != "" && installation.NormURL(resp.RedirectURI) != installation.NormURL(p.RedirectURI) {
+		err = problem(http.StatusBadGateway, "lighthouse_error", "The Lighthouse answered with a callback address that does not match its catalog, so connecting was stopped.")
 	}
 	if err != nil {
 		l.Close()
-		return Started{}, lighthouseErr(lc, err)
+		return Started{}, installation.LighthouseError(lc, err)
 	}
 	if resp.Warning != nil {
 		a.warning = resp.Warning.Detail
@@ -293,12 +291,11 @@ func (s *Service) Connect(ctx context.Context, req ConnectRequest) (Started, err
 	}, nil
 }
 
-// checkProfile makes sure a profile id exists before a sign-in is started for it.
+// checkProfile makes sure a person exists (and may be chosen) before a sign-in is started for it.
 func (s *Service) checkProfile(ctx context.Context, id int64) error {
-	var one int
-	err := s.store.DB().Read.QueryRowContext(ctx, `SELECT 1 FROM profiles WHERE id = ? AND provisional = 0 AND merged_into IS NULL`, id).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return &problem{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf("There is no person with id %d.", id)}
+	ok, err := s.store.ChoosablePerson(ctx, id)
+	if err == nil && !ok {
+		return problem(http.StatusNotFound, "not_found", fmt.Sprintf("There is no person with id %d.", id))
 	}
 	return err
 }
@@ -322,32 +319,41 @@ func (s *Service) handle(ctx context.Context, a *attempt, r callback.Result) err
 	if err != nil {
 		return err
 	}
+	if a.reconnect == nil && tok.Patient != "" {
+		// The same patient at the same provider again: sign in to the source that holds them
+		// (new tokens, the same records, one sync), never a second copy of every record.
+		src, found, err := s.store.FindProviderSource(ctx, a.provider.ID, a.server.FHIRBase, tok.Patient)
+		if err != nil {
+			return err
+		}
+		if found && src.TokenURL == a.tokenURL && src.Confidential == a.provider.Confidential && src.ClientID == a.clientID {
+			s.mu.Lock()
+			a.reconnect = &src
+			s.mu.Unlock()
+			s.log.Info("this patient is connected already; signing in to their source again", "provider", a.provider.ID, "source_id", src.ID)
+		}
+	}
 	if a.reconnect != nil {
 		return s.saveReconnect(ctx, a, tok)
 	}
 
 	key := tokenKeyPrefix + randomHex(16)
 	if err := smart.NewSecretTokenStore(s.keyring, key).Save(ctx, tok); err != nil {
-		return err // nothing was created
+		return installation.KeyringError(err) // nothing was created
 	}
-	var id int64
-	err = s.store.DB().WriteTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		id, err = s.store.CreateSource(ctx, tx, records.NewSource{
-			Kind:         records.KindProvider,
-			Name:         a.provider.Name,
-			Status:       records.StatusConnected,
-			ProfileID:    a.profileID,
-			PatientID:    tok.Patient,
-			ProviderID:   a.provider.ID,
-			FHIRBase:     a.server.FHIRBase,
-			Scopes:       tok.Scope,
-			TokenURL:     a.tokenURL,
-			ClientID:     a.clientID,
-			Confidential: a.provider.Confidential,
-			TokenKey:     key,
-		})
-		return err
+	id, err := s.store.AddSource(ctx, records.NewSource{
+		Kind:         records.KindProvider,
+		Name:         a.provider.Name,
+		Status:       records.StatusConnected,
+		ProfileID:    a.profileID,
+		PatientID:    tok.Patient,
+		ProviderID:   a.provider.ID,
+		FHIRBase:     a.server.FHIRBase,
+		Scopes:       tok.Scope,
+		TokenURL:     a.tokenURL,
+		ClientID:     a.clientID,
+		Confidential: a.provider.Confidential,
+		TokenKey:     key,
 	})
 	if err != nil {
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -367,17 +373,17 @@ func (s *Service) handle(ctx context.Context, a *attempt, r callback.Result) err
 func (s *Service) saveReconnect(ctx context.Context, a *attempt, tok *smart.Token) error {
 	src := a.reconnect
 	if src.PatientID != nil && *src.PatientID != "" && *src.PatientID != tok.Patient {
-		return &problem{Status: http.StatusConflict, Code: ErrCodeWrongPatient,
-			Message: "You signed in as a different patient than the one this source holds, so nothing was changed. To add that patient, connect the provider as a new source."}
+		return problem(http.StatusConflict, ErrCodeWrongPatient,
+			"You signed in as a different patient than the one this source holds, so nothing was changed. To add that patient, connect the provider as a new source.")
 	}
 	if src.TokenURL != a.tokenURL || src.Confidential != a.provider.Confidential || src.ClientID != a.clientID {
-		return &problem{Status: http.StatusConflict, Code: ErrCodeFailed,
-			Message: "The provider's sign-in settings changed since this source was connected, so it cannot be signed in to again. Connect the provider as a new source."}
+		return problem(http.StatusConflict, ErrCodeFailed,
+			"The provider's sign-in settings changed since this source was connected, so it cannot be signed in to again. Connect the provider as a new source.")
 	}
 	if err := smart.NewSecretTokenStore(s.keyring, src.TokenKey).Save(ctx, tok); err != nil {
-		return err
+		return installation.KeyringError(err)
 	}
-	s.forgetManager(src.ID)
+	s.tokens.Forget(src.ID)
 	status, clearErr, scope, patient := records.StatusConnected, "", tok.Scope, tok.Patient
 	if err := s.store.UpdateSource(ctx, src.ID, records.SourceUpdate{Status: &status, LastError: &clearErr, Scopes: &scope, PatientID: &patient}); err != nil {
 		return fmt.Errorf("Fasten could not update the source: %w", err)
@@ -394,7 +400,7 @@ func (s *Service) swapCode(ctx context.Context, a *attempt, code string) (*smart
 		GrantType: "authorization_code", Code: code, CodeVerifier: a.verifier, RedirectURI: a.redirectURI,
 	})
 	if err != nil {
-		return nil, lighthouseErr(a.lh, err)
+		return nil, installation.LighthouseError(a.lh, err)
 	}
 	tok, err := smart.ParseTokenResponse(body, s.now())
 	if err != nil {
@@ -411,7 +417,7 @@ func (s *Service) watch(a *attempt) {
 	_, err := a.listener.Wait(s.ctx)
 	if err != nil {
 		status := StatusFailed
-		code, msg := failure(err)
+		code, msg, errID := failure(err)
 		if code == ErrCodeCancelled {
 			status = StatusCancelled
 		}
@@ -419,13 +425,17 @@ func (s *Service) watch(a *attempt) {
 		a.status, a.errCode, a.errMsg, a.finished = status, code, msg, s.now()
 		s.mu.Unlock()
 		close(a.done)
-		s.log.Info("sign-in ended", "provider", a.provider.ID, "connect_id", a.id, "status", status, "reason", code, "err", err)
+		if errID != "" {
+			s.log.Error("sign-in failed", "provider", a.provider.ID, "connect_id", a.id, "error_id", errID, "err", err)
+		} else {
+			s.log.Info("sign-in ended", "provider", a.provider.ID, "connect_id", a.id, "status", status, "reason", code, "err", err)
+		}
 		return
 	}
 	s.mu.Lock()
 	id := a.sourceID
-	onConnected := s.onConnected
 	s.mu.Unlock()
+	onConnected := s.onConnected
 	raw, name := s.fetchPatient(id)
 	if a.reconnect == nil {
 		s.settle(a, id, raw)
@@ -441,26 +451,28 @@ func (s *Service) watch(a *attempt) {
 	}
 }
 
-// failure turns the outcome of a sign-in into a code and a sentence for the user.
-func failure(err error) (string, string) {
+// failure turns the outcome of a sign-in into a code and a sentence for the user. An error that
+// is not one of the known outcomes is not shown (it may name internal paths): the sentence names
+// an id for the log line instead, which failure also returns.
+func failure(err error) (code, msg, errID string) {
 	var pe *callback.ProviderError
-	var p *problem
+	var c httpkit.Coded
 	var oe *smart.OAuthError
 	switch {
 	case errors.Is(err, callback.ErrClosed), errors.Is(err, context.Canceled):
-		return ErrCodeCancelled, "Connecting was cancelled. Nothing was connected."
+		return ErrCodeCancelled, "Connecting was cancelled. Nothing was connected.", ""
 	case errors.Is(err, callback.ErrTimeout):
-		return ErrCodeTimeout, "The sign-in timed out: the provider did not send you back to Fasten within 10 minutes. Nothing was connected; you can start again."
+		return ErrCodeTimeout, "The sign-in timed out: the provider did not send you back to Fasten within 10 minutes. Nothing was connected; you can start again.", ""
 	case errors.Is(err, callback.ErrAccessDenied):
-		return ErrCodeDenied, "You declined to share your records at the provider, so nothing was connected."
+		return ErrCodeDenied, "You declined to share your records at the provider, so nothing was connected.", ""
 	case errors.As(err, &pe):
-		return ErrCodeProvider, "The provider refused the sign-in, so nothing was connected. " + capitalise(pe.Error()) + "."
+		return ErrCodeProvider, "The provider refused the sign-in, so nothing was connected. " + capitalise(pe.Error()) + ".", ""
 	case errors.Is(err, callback.ErrNoCode):
-		return ErrCodeProvider, "The provider sent you back without a sign-in code, so nothing was connected."
+		return ErrCodeProvider, "The provider sent you back without a sign-in code, so nothing was connected.", ""
 	case errors.Is(err, smart.ErrNoPatient):
-		return ErrCodeNoPatient, "The provider did not say whose records were shared, so nothing was connected. Try again and choose a patient at the provider."
+		return ErrCodeNoPatient, "The provider did not say whose records were shared, so nothing was connected. Try again and choose a patient at the provider.", ""
 	case errors.Is(err, smart.ErrIssuerMismatch):
-		return ErrCodeIssuer, "The sign-in answer came from a different server than the provider Fasten asked, so it was not used and nothing was connected."
+		return ErrCodeIssuer, "The sign-in answer came from a different server than the provider Fasten asked, so it was not used and nothing was connected.", ""
 	case errors.As(err, &oe):
 		msg := "The provider refused the sign-in, so nothing was connected. You can start again."
 		if oe.Code != "" {
@@ -470,20 +482,19 @@ func failure(err error) (string, string) {
 			}
 			msg += "."
 		}
-		return ErrCodeRefused, msg
-	case errors.As(err, &p):
-		return p.Code, p.Message
+		return ErrCodeRefused, msg, ""
+	case errors.As(err, &c):
+		switch code := c.ErrorCode(); {
+		case code == "keyring_locked":
+			return ErrCodeKeyringLocked, c.Error(), ""
+		case strings.HasPrefix(code, "keyring"):
+			return ErrCodeKeyring, c.Error(), ""
+		default:
+			return code, c.Error(), ""
+		}
 	}
-	status, code, msg := describe(err)
-	switch {
-	case code == "keyring_locked":
-		return ErrCodeKeyringLocked, msg
-	case strings.HasPrefix(code, "keyring"):
-		return ErrCodeKeyring, msg
-	case status >= 500 && code == "internal":
-		return ErrCodeFailed, "Connecting did not finish: " + err.Error()
-	}
-	return code, msg
+	errID = randomHex(6)
+	return ErrCodeFailed, "Connecting did not finish because of a problem on our side, so nothing was connected. The details are in the log under error " + errID + ".", errID
 }
 
 // fetchPatient reads the connected patient from the provider (best effort, bounded): the
@@ -583,7 +594,7 @@ func (s *Service) Status(id string) (ConnectStatus, error) {
 	s.purgeLocked()
 	a, ok := s.attempts[id]
 	if !ok {
-		return ConnectStatus{}, &problem{Status: http.StatusNotFound, Code: "not_found", Message: "This sign-in is unknown or finished more than an hour ago."}
+		return ConnectStatus{}, problem(http.StatusNotFound, "not_found", "This sign-in is unknown or finished more than an hour ago.")
 	}
 	return a.statusLocked(), nil
 }
@@ -618,7 +629,7 @@ func (s *Service) Cancel(ctx context.Context, id string) (ConnectStatus, error) 
 	a, ok := s.attempts[id]
 	s.mu.Unlock()
 	if !ok {
-		return ConnectStatus{}, &problem{Status: http.StatusNotFound, Code: "not_found", Message: "This sign-in is unknown or finished more than an hour ago."}
+		return ConnectStatus{}, problem(http.StatusNotFound, "not_found", "This sign-in is unknown or finished more than an hour ago.")
 	}
 	a.listener.Close()
 	select {

@@ -27,6 +27,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/connect"
 	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
+	"github.com/fastenhealth/fasten-desktop/internal/installation"
 	"github.com/fastenhealth/fasten-desktop/internal/lighthouse/gateway"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
@@ -192,6 +193,8 @@ type env struct {
 	gatewayTS  *httptest.Server
 	gatewayDB  string // the reference gateway's SQLite file
 	lhURL      string
+	inst       *installation.Service
+	tokens     *connect.Tokens
 	svc        *connect.Service
 	store      *records.Store
 	db         *db.DB
@@ -275,25 +278,42 @@ func newEnv(t *testing.T, o envOptions) *env {
 		e.kr = secrets.NewKeyring("fasten-desktop-test", secrets.WithProvider(e.mem))
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.inst, err = installation.New(installation.Options{Config: e.cfg, Keyring: e.kr, LighthouseOverride: o.override, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if o.people {
-		e.people = people.New(people.Options{Store: e.store, Log: log})
+		// As the backend wires it: a deleted or merged person's user keys are forgotten.
+		e.people = people.New(people.Options{Store: e.store, Log: log,
+			ForgetUsers: func(ctx context.Context, profileID int64, providers []string) {
+				for _, p := range providers {
+					if err := e.inst.ForgetUser(ctx, p, profileID); err != nil {
+						t.Errorf("forget %s: %v", p, err)
+					}
+				}
+			}})
+	}
+	e.tokens, err = connect.NewTokens(connect.TokensOptions{Keyring: e.kr, Installation: e.inst, Log: log})
+	if err != nil {
+		t.Fatal(err)
 	}
 	e.svc, err = connect.New(connect.Options{
-		People:             e.people,
-		Store:              e.store,
-		Config:             e.cfg,
-		Keyring:            e.kr,
-		LighthouseOverride: o.override,
-		Log:                log,
-		OnConnected:        func(id int64) { e.connected <- id },
-		Events:             e.events,
-		CallbackTimeout:    o.timeout,
+		People:          e.people,
+		Store:           e.store,
+		Installation:    e.inst,
+		Tokens:          e.tokens,
+		Keyring:         e.kr,
+		Log:             log,
+		OnConnected:     func(id int64) { e.connected <- id },
+		Events:          e.events,
+		CallbackTimeout: o.timeout,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.svc.Close() })
 	srv := api.New(api.Config{Store: e.store, Importer: importer.New(e.store, log, importer.Limits{}), Log: log, Version: "test", SpoolDir: t.TempDir()})
+	srv.Add(e.inst.Routes()...)
 	srv.Add(e.svc.Routes()...)
 	e.api = httptest.NewServer(srv.Handler())
 	t.Cleanup(e.api.Close)
@@ -333,9 +353,9 @@ type apiError struct {
 	} `json:"error"`
 }
 
-func (e *env) register() connect.Installation {
+func (e *env) register() installation.Installation {
 	e.t.Helper()
-	var in connect.Installation
+	var in installation.Installation
 	if code := e.call("POST", "/installation", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &in); code != http.StatusCreated {
 		e.t.Fatalf("register: HTTP %d", code)
 	}

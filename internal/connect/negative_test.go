@@ -193,7 +193,7 @@ func fetchSome(t *testing.T, e *env, src records.Source) int {
 	}
 	must(t, json.Unmarshal(body, &b))
 	ctx := context.Background()
-	err = e.store.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+	err = e.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		w, err := e.store.NewWriter(ctx, tx, src.ID, false)
 		if err != nil {
 			return err
@@ -330,7 +330,7 @@ func TestKeyringErrors(t *testing.T) {
 		if code != http.StatusServiceUnavailable || ae.Error.Code != "keyring_locked" || !strings.Contains(ae.Error.Message, "Unlock it") {
 			t.Fatalf("%d %+v", code, ae)
 		}
-		if in, _ := e.svc.Installation(); in != nil {
+		if in, _ := e.inst.Installation(); in != nil {
 			t.Fatal("registered anyway")
 		}
 	})

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fastenhealth/fasten-desktop/internal/connect"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
+	"github.com/fastenhealth/fasten-desktop/internal/installation"
 	"github.com/fastenhealth/fasten-desktop/internal/lighthouse"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/sandbox"
@@ -168,7 +168,7 @@ func TestTwoPeopleAreTwoLighthouseUsers(t *testing.T) {
 	e.startConnect(demo, strconv.FormatInt(b, 10))
 	e.startConnect(demo, strconv.FormatInt(a, 10)) // the same person again: no new user
 
-	secretJSON, err := e.kr.Get(ctx, connect.InstallationSecretKey(in.InstallationID))
+	secretJSON, err := e.kr.Get(ctx, installation.SecretKey(in.InstallationID))
 	must(t, err)
 	var stored struct {
 		Secret string `json:"secret"`

@@ -1,7 +1,8 @@
-// Package connect is the app side of the Lighthouse and of signing in to providers: the
-// installation's registration (issue 4), the settings that go with it, the provider catalog, the
-// connect flow (SMART standalone launch through the Lighthouse, loopback callback, tokens in the
-// OS keyring, the provider source), disconnect, and the token managers the syncer uses.
+// Package connect is the app side of signing in to providers: the provider catalog, the connect
+// flow (SMART standalone launch through the Lighthouse, loopback callback, tokens in the OS
+// keyring, the provider source), disconnect and reconnect, and the token managers the syncer
+// uses (Tokens). The installation's registration with the Lighthouse, which the flow signs in
+// through, is internal/installation.
 //
 // It follows ../shared/docs/SECURITY.md "Signing in to a provider" point by point:
 //   - the browser is opened by the caller (the window's BrowserOpenURL, or the page in serve mode)
@@ -14,46 +15,26 @@
 //   - tokens go only to the keyring (a fresh key per source), never to SQLite, logs, URLs or error
 //     text; a source is created only once its tokens are saved, and the tokens are removed again
 //     if the source cannot be created.
-//
-// The installation secret is kept in the keyring together with the installation ID and the
-// Lighthouse URL it was issued for, and is sent only to that Lighthouse.
 package connect
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/fastenhealth/fasten-desktop/internal/config"
-	"github.com/fastenhealth/fasten-desktop/internal/lighthouse"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
+	"github.com/fastenhealth/fasten-desktop/internal/installation"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 	"github.com/fastenhealth/fasten-desktop/internal/smart"
 )
-
-// KeyringService is the keyring service name the app keeps its secrets under.
-const KeyringService = "fasten-desktop"
-
-// InstallationSecretKey is the keyring key of an installation's secret. It carries the
-// installation ID so that two data directories on one machine (two settings files) never
-// overwrite each other's secret.
-func InstallationSecretKey(installationID string) string {
-	return "installation-secret-" + installationID
-}
-
-// keyringProbeKey is read (and never written) to learn whether the keyring can be used.
-const keyringProbeKey = "keyring-check"
 
 // tokenKeyPrefix starts the keyring key of each provider source's tokens.
 const tokenKeyPrefix = "source-token-"
@@ -63,32 +44,30 @@ const tokenKeyPrefix = "source-token-"
 // Otherwise the key is derived from the person's id: "profile:<id>".
 const DefaultProfile = "default"
 
-// Publisher receives events (source.status). The events package implements it; nil drops them.
+// Publisher receives events (source.status, resources.changed). *events.Bus implements it; nil
+// drops them.
 type Publisher interface {
 	Publish(topic string, data any)
 }
 
 // Options are the Service's dependencies.
 type Options struct {
-	Store  *records.Store // required
-	Config *config.Store  // required
-	// Keyring keeps the installation secret and the tokens: the OS keyring
-	// (secrets.NewKeyring(KeyringService)). Required; there is no fallback store. Tests pass a
-	// fake explicitly.
+	Store *records.Store // required
+	// Installation is the registration the flow signs in through (required).
+	Installation *installation.Service
+	// Tokens keeps and refreshes the sources' tokens (required; NewTokens). The syncer uses the
+	// same one, so a source has one token manager in the process.
+	Tokens *Tokens
+	// Keyring keeps the tokens: the same store as Tokens' (required).
 	Keyring secrets.Store
-	// LighthouseOverride is the --lighthouse-url flag or FASTEN_LIGHTHOUSE_URL ("" when neither
-	// is given). It wins over the settings file until the user changes the URL in Settings.
-	LighthouseOverride string
-	Log                *slog.Logger
+	Log     *slog.Logger
 	// HTTPClient talks to providers (discovery, token endpoint, FHIR); nil means a client with a
 	// 30 s timeout.
 	HTTPClient *http.Client
-	// LighthouseHTTPClient talks to the Lighthouse; nil means a client with a 30 s timeout.
-	LighthouseHTTPClient *http.Client
 	// OnConnected is called once a connect created (or reconnected) a source, e.g. to start its
-	// first sync. May be set later with SetOnConnected.
+	// first sync; nil: nothing starts (ConnectStatus.SyncStarted stays false).
 	OnConnected func(sourceID int64)
-	// Events receives source.status events. May be set later with SetPublisher.
+	// Events receives source.status and resources.changed events; nil drops them.
 	Events Publisher
 	// CallbackTimeout is how long a pending sign-in waits for the browser (default 10 minutes).
 	CallbackTimeout time.Duration
@@ -102,34 +81,30 @@ type Options struct {
 
 // Service is the connect service. It is safe for concurrent use.
 type Service struct {
-	store   *records.Store
-	cfg     *config.Store
-	keyring secrets.Store
-	log     *slog.Logger
-	hc      *http.Client
-	lhHC    *http.Client
-	timeout time.Duration
-	now     func() time.Time
+	store       *records.Store
+	inst        *installation.Service
+	tokens      *Tokens
+	keyring     secrets.Store
+	log         *slog.Logger
+	hc          *http.Client
+	timeout     time.Duration
+	now         func() time.Time
+	onConnected func(int64)
+	events      Publisher
+	people      *people.Service
 
 	ctx    context.Context // ends on Close: every pending sign-in stops
 	cancel context.CancelFunc
 
-	mu          sync.Mutex
-	override    string // flag/env Lighthouse URL; cleared by a Settings change
-	reg         *registration
-	lhClients   map[string]*lighthouse.Client // by URL, or URL + installation id
-	attempts    map[string]*attempt
-	managers    map[int64]*managerEntry
-	onConnected func(int64)
-	events      Publisher
-	people      *people.Service
+	mu       sync.Mutex
+	attempts map[string]*attempt
 }
 
 // New returns a Service. It does no I/O: the keyring and the network are used only when a
 // request needs them, so importing files works without either.
 func New(o Options) (*Service, error) {
-	if o.Store == nil || o.Config == nil {
-		return nil, errors.New("connect: Store and Config are required")
+	if o.Store == nil || o.Installation == nil || o.Tokens == nil {
+		return nil, errors.New("connect: Store, Installation and Tokens are required")
 	}
 	if o.Keyring == nil {
 		return nil, errors.New("connect: a keyring is required (secrets.NewKeyring)")
@@ -140,9 +115,6 @@ func New(o Options) (*Service, error) {
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
-	if o.LighthouseHTTPClient == nil {
-		o.LighthouseHTTPClient = &http.Client{Timeout: 30 * time.Second}
-	}
 	if o.CallbackTimeout <= 0 {
 		o.CallbackTimeout = 10 * time.Minute
 	}
@@ -152,46 +124,31 @@ func New(o Options) (*Service, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{
 		store:       o.Store,
-		cfg:         o.Config,
+		inst:        o.Installation,
+		tokens:      o.Tokens,
 		keyring:     o.Keyring,
 		log:         o.Log,
 		hc:          o.HTTPClient,
-		lhHC:        o.LighthouseHTTPClient,
 		timeout:     o.CallbackTimeout,
 		now:         o.Now,
-		ctx:         ctx,
-		cancel:      cancel,
-		override:    strings.TrimSpace(o.LighthouseOverride),
-		lhClients:   map[string]*lighthouse.Client{},
-		attempts:    map[string]*attempt{},
-		managers:    map[int64]*managerEntry{},
 		onConnected: o.OnConnected,
 		events:      o.Events,
 		people:      o.People,
+		ctx:         ctx,
+		cancel:      cancel,
+		attempts:    map[string]*attempt{},
 	}, nil
 }
 
-// SetOnConnected sets the function called with the source id after a successful connect.
-func (s *Service) SetOnConnected(fn func(sourceID int64)) {
-	s.mu.Lock()
-	s.onConnected = fn
-	s.mu.Unlock()
-}
-
-// SetPublisher sets where source.status events go.
-func (s *Service) SetPublisher(p Publisher) {
-	s.mu.Lock()
-	s.events = p
-	s.mu.Unlock()
-}
-
 func (s *Service) publish(topic string, data any) {
-	s.mu.Lock()
-	p := s.events
-	s.mu.Unlock()
-	if p != nil {
-		p.Publish(topic, data)
+	if s.events != nil {
+		s.events.Publish(topic, data)
 	}
+}
+
+// TokenManagerFor is Tokens.ManagerFor of the service's Tokens (the syncer's token source).
+func (s *Service) TokenManagerFor(ctx context.Context, src records.Source) (*smart.TokenManager, error) {
+	return s.tokens.ManagerFor(ctx, src)
 }
 
 // Close cancels every pending sign-in (their listeners close) and waits briefly for them to end.
@@ -216,166 +173,6 @@ func (s *Service) Close() error {
 	return nil
 }
 
-// --- Lighthouse URL and registration ------------------------------------------------------
-
-// URL sources in Settings.
-const (
-	URLFromFlag     = "flag"     // --lighthouse-url or FASTEN_LIGHTHOUSE_URL
-	URLFromSettings = "settings" // the settings file
-	URLFromDefault  = "default"  // the public Lighthouse
-)
-
-func normURL(u string) string { return strings.TrimRight(strings.TrimSpace(u), "/") }
-
-// lighthouseURL returns the Lighthouse in use and where that choice came from.
-func (s *Service) lighthouseURL(c config.Config) (string, string) {
-	s.mu.Lock()
-	o := s.override
-	s.mu.Unlock()
-	switch {
-	case o != "":
-		return normURL(o), URLFromFlag
-	case c.LighthouseURL != "":
-		return normURL(c.LighthouseURL), URLFromSettings
-	}
-	return config.DefaultLighthouseURL, URLFromDefault
-}
-
-// LighthouseURL is the Lighthouse in use now (flag/env, else the settings file, else the public
-// one; a change in Settings applies at once).
-func (s *Service) LighthouseURL() (string, error) {
-	c, err := s.cfg.Load()
-	if err != nil {
-		return "", err
-	}
-	u, _ := s.lighthouseURL(c)
-	return u, nil
-}
-
-// CheckLighthouseURL accepts an absolute https URL, or http on a loopback host, without user
-// info, query or fragment (the rules of the Lighthouse client).
-func CheckLighthouseURL(raw string) error {
-	u, err := url.Parse(normURL(raw))
-	bad := errors.New("The Lighthouse address must be a full address such as https://lighthouse.example.org.")
-	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return bad
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		h := u.Hostname()
-		if ip := net.ParseIP(h); strings.EqualFold(h, "localhost") || (ip != nil && ip.IsLoopback()) {
-			return nil
-		}
-		return errors.New("The Lighthouse address must start with https:// (plain http is allowed only for 127.0.0.1, [::1] or localhost).")
-	}
-	return bad
-}
-
-// registration is the installation as far as the Lighthouse in use is concerned.
-type registration struct {
-	id     string
-	url    string
-	secret string
-}
-
-// storedSecret is the keyring value under InstallationSecretKey(id): the secret bound to the
-// installation and Lighthouse it was issued for.
-type storedSecret struct {
-	V              int    `json:"v"`
-	InstallationID string `json:"installation_id"`
-	LighthouseURL  string `json:"lighthouse_url"`
-	Secret         string `json:"secret"`
-}
-
-// registeredHere reports whether the settings hold an installation issued by the Lighthouse url.
-func registeredHere(c config.Config, lhURL string) bool {
-	return c.InstallationID != "" && normURL(c.LighthouseURL) == normURL(lhURL)
-}
-
-// registration returns the installation registered with the Lighthouse in use, reading its
-// secret from the keyring once.
-func (s *Service) registration(ctx context.Context) (registration, error) {
-	c, err := s.cfg.Load()
-	if err != nil {
-		return registration{}, err
-	}
-	lhURL, _ := s.lighthouseURL(c)
-	if !registeredHere(c, lhURL) {
-		return registration{}, errNotRegistered
-	}
-	s.mu.Lock()
-	if r := s.reg; r != nil && r.id == c.InstallationID && r.url == lhURL {
-		s.mu.Unlock()
-		return *r, nil
-	}
-	s.mu.Unlock()
-	b, err := s.keyring.Get(ctx, InstallationSecretKey(c.InstallationID))
-	if errors.Is(err, secrets.ErrNotFound) {
-		return registration{}, &problem{Status: http.StatusConflict, Code: codeNotRegistered,
-			Message: "This installation's secret is missing from the system keyring. Register this installation again in Settings to connect providers."}
-	}
-	if err != nil {
-		return registration{}, err
-	}
-	var st storedSecret
-	if json.Unmarshal(b, &st) != nil || st.Secret == "" {
-		return registration{}, &problem{Status: http.StatusConflict, Code: codeNotRegistered,
-			Message: "This installation's secret in the system keyring is damaged. Register this installation again in Settings to connect providers."}
-	}
-	if st.InstallationID != c.InstallationID || normURL(st.LighthouseURL) != lhURL {
-		return registration{}, &problem{Status: http.StatusConflict, Code: codeNotRegistered,
-			Message: "The installation secret in the system keyring belongs to another registration. Register this installation again in Settings to connect providers."}
-	}
-	r := registration{id: c.InstallationID, url: lhURL, secret: st.Secret}
-	s.mu.Lock()
-	s.reg = &r
-	s.mu.Unlock()
-	return r, nil
-}
-
-// forgetRegistration drops the cached secret and clients (after a registration change).
-func (s *Service) forgetRegistration() {
-	s.mu.Lock()
-	s.reg = nil
-	clear(s.lhClients)
-	s.mu.Unlock()
-}
-
-// lighthouseClient returns the client for the Lighthouse in use; authenticated when reg is set.
-// Clients are cached so that the catalog's ETag cache survives between requests.
-func (s *Service) lighthouseClient(lhURL string, reg *registration) (*lighthouse.Client, error) {
-	if err := CheckLighthouseURL(lhURL); err != nil {
-		return nil, &problem{Status: http.StatusBadRequest, Code: "invalid_lighthouse_url", Message: err.Error() + " Change it in Settings."}
-	}
-	key := lhURL
-	if reg != nil {
-		key += "\x00" + reg.id
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c, ok := s.lhClients[key]; ok {
-		return c, nil
-	}
-	c := lighthouse.New(lhURL, s.lhHC)
-	if reg != nil {
-		c = c.WithInstallation(reg.id, reg.secret)
-	}
-	s.lhClients[key] = c
-	return c, nil
-}
-
-// client returns the authenticated client of the installation registered with the Lighthouse in
-// use, or errNotRegistered.
-func (s *Service) client(ctx context.Context) (*lighthouse.Client, error) {
-	reg, err := s.registration(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return s.lighthouseClient(reg.url, &reg)
-}
-
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -383,94 +180,26 @@ func randomHex(n int) string {
 }
 
 // --- errors shown to the user ---------------------------------------------------------------
+// Every refusal carries its HTTP status and stable code (httpkit.Coded): the routes answer with
+// httpkit.Fail, and a failed sign-in's status shows the same code and sentence.
 
-const (
-	codeNotRegistered = "not_registered"
-)
-
-var errNotRegistered = &problem{Status: http.StatusConflict, Code: codeNotRegistered, Message: "Register this installation to connect providers."}
-
-// problem is an error with an HTTP status, a stable code and a sentence for the user.
-type problem struct {
-	Status  int
-	Code    string
-	Message string
-	Err     error // the cause, for logs and errors.Is
+// problem is a refusal with a status, a stable code and a sentence for the user.
+func problem(status int, code, msg string) error {
+	return &httpkit.StatusError{Status: status, Code: code, Msg: msg}
 }
 
-func (p *problem) Error() string { return p.Message }
-func (p *problem) Unwrap() error { return p.Err }
-
-// unreachableError says the Lighthouse could not be reached (network, DNS, refused, timeout).
-type unreachableError struct {
-	host string
-	err  error
-}
-
-func (e *unreachableError) Error() string {
-	return fmt.Sprintf("Fasten could not reach the Lighthouse at %s. Check your internet connection and the Lighthouse address in Settings, then try again.", e.host)
-}
-func (e *unreachableError) Unwrap() error { return e.err }
-
-// lighthouseErr keeps the Lighthouse's own problems (shown word for word) and turns transport
-// failures into an unreachableError.
-func lighthouseErr(c *lighthouse.Client, err error) error {
-	if err == nil {
-		return nil
-	}
-	var le *lighthouse.Error
-	if errors.As(err, &le) || errors.Is(err, context.Canceled) {
-		return err
-	}
-	host := c.BaseURL()
-	if u, perr := url.Parse(host); perr == nil && u.Host != "" {
-		host = u.Host
-	}
-	return &unreachableError{host: host, err: err}
-}
-
-// describe maps an error to what the API answers: status, code and a sentence for the user.
-func describe(err error) (int, string, string) {
-	var p *problem
-	var le *lighthouse.Error
-	var ue *unreachableError
+// providerError gives a provider's discovery failure its status and code (502): no S256
+// (provider_insecure), unreadable or insecure discovery (provider_unavailable).
+func providerError(err error) error {
 	var nos *smart.NoS256Error
-	var oe *smart.OAuthError
 	switch {
-	case errors.As(err, &p):
-		return p.Status, p.Code, p.Message
-	case errors.Is(err, secrets.ErrLocked): // ErrTimeout matches too
-		return http.StatusServiceUnavailable, "keyring_locked", err.Error()
-	case errors.Is(err, secrets.ErrUnavailable):
-		return http.StatusServiceUnavailable, "keyring_unavailable", err.Error()
-	case errors.Is(err, secrets.ErrNotFound), errors.Is(err, secrets.ErrCorrupt), errors.Is(err, secrets.ErrTooLarge):
-		return http.StatusServiceUnavailable, "keyring_error", err.Error()
-	case errors.As(err, &ue):
-		return http.StatusBadGateway, "lighthouse_unreachable", ue.Error()
-	case errors.As(err, &le):
-		switch le.Type {
-		case lighthouse.TypeUserLimitReached:
-			return http.StatusForbidden, "user_limit_reached", le.Error()
-		case lighthouse.TypeInstallationUnknown, lighthouse.TypeInstallationAuthFailed:
-			return http.StatusConflict, "installation_rejected", le.Error()
-		case lighthouse.TypeProviderUnknown:
-			return http.StatusNotFound, "provider_unknown", le.Error()
-		case lighthouse.TypeRateLimited:
-			return http.StatusTooManyRequests, "rate_limited", le.Error()
-		case lighthouse.TypeBadRequest:
-			return http.StatusBadRequest, "lighthouse_refused", le.Error()
-		}
-		return http.StatusBadGateway, "lighthouse_error", le.Error()
 	case errors.As(err, &nos):
-		return http.StatusBadGateway, "provider_insecure", capitalise(nos.Error()) + "."
+		return &httpkit.StatusError{Status: http.StatusBadGateway, Code: "provider_insecure", Msg: capitalise(nos.Error()) + ".", Err: err}
 	case errors.Is(err, smart.ErrDiscovery), errors.Is(err, smart.ErrInsecureURL):
-		return http.StatusBadGateway, "provider_unavailable", "The provider's sign-in settings could not be read, so connecting is not possible right now: " + err.Error()
-	case errors.As(err, &oe):
-		return http.StatusBadGateway, "provider_refused", capitalise(oe.Error()) + "."
-	case errors.Is(err, context.Canceled):
-		return 499, "cancelled", "The request was cancelled."
+		return &httpkit.StatusError{Status: http.StatusBadGateway, Code: "provider_unavailable", Err: err,
+			Msg: "The provider's sign-in settings could not be read, so connecting is not possible right now: " + err.Error()}
 	}
-	return http.StatusInternalServerError, "internal", "Something went wrong on our side: " + err.Error()
+	return err
 }
 
 func capitalise(s string) string {

@@ -78,6 +78,11 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create database folder: %w", err)
 	}
+	// Create the file private before SQLite does (SQLite would make it 0644 under umask 022);
+	// the WAL and shared-memory files take its mode.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
 	w, err := sql.Open("sqlite", dsn(path, false, opt.BusyTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
@@ -226,31 +231,32 @@ func SchemaVersion() int {
 	return len(ms)
 }
 
+// migrate brings the schema up to date in one write transaction (BEGIN IMMEDIATE), reading the
+// schema version inside it: two processes opening a new database at once (the data folder's lock
+// normally prevents that) queue on SQLite's write lock, and the second finds the work done.
 func (d *DB) migrate(ctx context.Context) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
 	}
-	var cur int
-	if err := d.Write.QueryRowContext(ctx, "PRAGMA user_version").Scan(&cur); err != nil {
-		return fmt.Errorf("read schema version: %w", Explain(err))
-	}
-	if cur > len(ms) {
-		return fmt.Errorf("the database %s was written by a newer Fasten Desktop (schema %d, this one knows %d); update the app", d.Path, cur, len(ms))
-	}
-	for _, m := range ms[cur:] {
-		err := d.WriteTx(ctx, func(tx *sql.Tx) error {
+	return d.WriteTx(ctx, func(tx *sql.Tx) error {
+		var cur int
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&cur); err != nil {
+			return fmt.Errorf("read schema version: %w", Explain(err))
+		}
+		if cur > len(ms) {
+			return fmt.Errorf("the database %s was written by a newer Fasten Desktop (schema %d, this one knows %d); update the app", d.Path, cur, len(ms))
+		}
+		for _, m := range ms[cur:] {
 			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 				return fmt.Errorf("migration %s: %w", m.name, Explain(err))
 			}
-			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version))
-			return err
-		})
-		if err != nil {
-			return err
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version)); err != nil {
+				return fmt.Errorf("migration %s: %w", m.name, Explain(err))
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // ErrDiskFull is returned (wrapped) when SQLite could not write because the disk is full.
@@ -309,22 +315,36 @@ func integrityCheck(ctx context.Context, q interface {
 	return fmt.Errorf("integrity check failed: %s", strings.Join(msgs, "; "))
 }
 
-// Backup writes a consistent copy of the database to dest: VACUUM INTO a temporary file in the
-// destination's folder, check it, fsync it, then rename it over dest.
+// ErrExists is returned (wrapped) by Backup when the destination exists.
+var ErrExists = errors.New("exists already; choose a new file name (a backup never overwrites a file)")
+
+// Backup writes a consistent copy of the database to dest, which must not exist (not even as a
+// dangling link): VACUUM INTO a private (0600) temporary file in the destination's folder, check
+// it, fsync it, then link it to dest, which fails rather than replace anything that appeared
+// meanwhile. The copy is 0600 whatever the umask: it holds every record.
 func (d *DB) Backup(ctx context.Context, dest string) (err error) {
+	if _, err := os.Lstat(dest); err == nil {
+		return fmt.Errorf("%s %w", dest, ErrExists)
+	}
 	dir := filepath.Dir(dest)
+	// CreateTemp makes the file 0600; VACUUM INTO accepts an existing empty file and keeps its
+	// mode, so the copy is never readable by others, not even for a moment.
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	name := tmp.Name()
+	if runtime.GOOS != "windows" {
+		err = tmp.Chmod(0o600)
+	}
 	tmp.Close()
-	os.Remove(name) // VACUUM INTO wants to create the file itself
 	defer func() {
-		if err != nil {
-			os.Remove(name)
-		}
+		os.Remove(name)
+		os.Remove(name + "-journal")
 	}()
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
 	if _, err = d.Write.ExecContext(ctx, "VACUUM INTO ?", name); err != nil {
 		return fmt.Errorf("backup: %w", Explain(err))
 	}
@@ -346,8 +366,15 @@ func (d *DB) Backup(ctx context.Context, dest string) (err error) {
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	if err = os.Rename(name, dest); err != nil {
-		return fmt.Errorf("backup: %w", err)
+	// A hard link never replaces an existing path (rename would); the deferred Remove drops the
+	// temporary name. Where links are not supported, a checked rename is the fallback.
+	if err = os.Link(name, dest); err != nil {
+		if _, lerr := os.Lstat(dest); lerr == nil {
+			return fmt.Errorf("%s %w", dest, ErrExists)
+		}
+		if err = os.Rename(name, dest); err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
 	}
 	if df, derr := os.Open(dir); derr == nil {
 		_ = df.Sync()

@@ -67,7 +67,7 @@ func startApp(t *testing.T, lighthouse string) *app {
 		Token: token,
 		Port:  port,
 		Open: func(r *http.Request) bool {
-			return r.URL.Path == api.Prefix+"/health" || !strings.HasPrefix(r.URL.Path, "/api/") || b.Hub.TicketRequest(r)
+			return r.URL.Path == api.Prefix+"/health" || !strings.HasPrefix(r.URL.Path, "/api/") || b.Stream.TicketRequest(r)
 		},
 		FormPaths: []string{api.Prefix + "/hub"},
 	})

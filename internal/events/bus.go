@@ -101,7 +101,7 @@ func NewBus(opt BusOptions) *Bus {
 
 // Publish sends data under topic to every subscriber of that topic. data is encoded to JSON once,
 // here (a value that cannot be encoded is dropped with a warning that names only the topic).
-// It satisfies api.Publisher.
+// It satisfies the Publisher interfaces of the api, connect, people and syncer packages.
 func (b *Bus) Publish(topic string, data any) {
 	raw, err := json.Marshal(data)
 	if err != nil {
@@ -221,7 +221,16 @@ func (b *Bus) emitLocked(ev Event) {
 // and a function that ends the subscription and closes the channel. The channel has a bounded
 // buffer: a reader that falls behind loses its oldest events (visible as a gap in the IDs).
 func (b *Bus) Subscribe(topics ...string) (<-chan Event, func()) {
-	s := b.subscribe(b.opt.Buffer, topics)
+	return b.SubscribeBuffer(b.opt.Buffer, topics...)
+}
+
+// SubscribeBuffer is Subscribe with a buffer of its own size (buffer <= 0: the bus's default),
+// for a listener that must not lose events in a burst (the webhook hub's intake).
+func (b *Bus) SubscribeBuffer(buffer int, topics ...string) (<-chan Event, func()) {
+	if buffer <= 0 {
+		buffer = b.opt.Buffer
+	}
+	s := b.subscribe(buffer, topics)
 	return s.ch, func() { b.unsubscribe(s) }
 }
 

@@ -297,3 +297,47 @@ func TestForward(t *testing.T) {
 		}
 	}
 }
+
+func TestParseTopics(t *testing.T) {
+	known := func(s string) bool { return s == TopicImportDone || s == TopicSyncDone }
+	cases := []struct {
+		in      string
+		want    []string
+		unknown string
+	}{
+		{"import.done", []string{"import.done"}, ""},
+		{" sync.done , import.done,sync.done,, ", []string{"sync.done", "import.done"}, ""},
+		{",", nil, ""},
+		{"import.done,nope", nil, "nope"},
+	}
+	for _, c := range cases {
+		got, unknown := ParseTopics(c.in, known)
+		if strings.Join(got, "|") != strings.Join(c.want, "|") || unknown != c.unknown {
+			t.Errorf("ParseTopics(%q) = %v, %q; want %v, %q", c.in, got, unknown, c.want, c.unknown)
+		}
+	}
+}
+
+// TestSubscribeBuffer: a deeper buffer keeps a burst that the default one would drop.
+func TestSubscribeBuffer(t *testing.T) {
+	b := NewBus(BusOptions{Buffer: 2})
+	small, cancelSmall := b.Subscribe()
+	defer cancelSmall()
+	deep, cancelDeep := b.SubscribeBuffer(10, TopicImportDone)
+	defer cancelDeep()
+	for i := range 5 {
+		b.Publish(TopicImportDone, i)
+	}
+	b.Publish(TopicSyncDone, 0) // not for deep
+	if len(small) != 2 {
+		t.Fatalf("default buffer holds %d", len(small))
+	}
+	if len(deep) != 5 {
+		t.Fatalf("deep buffer holds %d, want 5", len(deep))
+	}
+	for i := range 5 {
+		if ev := recv(t, deep); string(ev.Data) != strconv.Itoa(i) {
+			t.Fatalf("event %d: %s", i, ev.Data)
+		}
+	}
+}

@@ -1,20 +1,20 @@
 // Package events carries what happens in the app (import and sync progress, results, changed
 // records, source status) to whoever listens: an in-process Bus with typed topics and throttled
-// progress, Server-Sent Events for the frontend in serve mode, and a webhook Hub with WebSub
-// semantics for the user's own local tools, following the FHIRcast/WebSub security rules (intent
-// verification with a single-use hub.challenge, X-Hub-Signature sha256 HMAC with a per-subscription
-// secret kept in the OS keyring, capped leases, https or loopback-http callbacks, no redirects).
+// progress. Its listeners live elsewhere: the desktop window (Bus.Forward to Wails events),
+// Server-Sent Events for the frontend in serve mode (internal/events/sse), and the WebSub webhook
+// hub for the user's own local tools (internal/events/webhooks).
 //
 // The no-PHI rule: event payloads carry ids, resource types, counts, sizes, states and phases,
 // never clinical content (names, codes, values, narrative, file contents). Progress topics are
 // scrubbed by the Bus: only numbers, booleans and a short allowlist of id/state-like string fields
 // survive (see ProgressStringKeys). A full resource reaches a webhook subscriber only when it asked
-// for it (hub.include=resource) AND the user allowed it for that subscription; the Hub then fetches
-// each referenced resource through an injected function. The Bus never logs payloads.
+// for it (hub.include=resource) AND the user allowed it for that subscription; the webhook hub
+// then fetches each referenced resource through an injected function. The Bus never logs payloads.
 package events
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 )
@@ -32,13 +32,32 @@ const (
 	TopicProfilesChanged  = "profiles.changed" // people created, merged, reassigned or deleted
 )
 
-// Topics returns the built-in topics, in a stable order. HubConfig.ExtraTopics adds more.
+// Topics returns the built-in topics, in a stable order. webhooks.Config.ExtraTopics adds more.
 func Topics() []string {
 	return []string{
 		TopicImportProgress, TopicImportDone,
 		TopicSyncStarted, TopicSyncProgress, TopicSyncDone, TopicSyncFailed,
 		TopicResourcesChanged, TopicSourceStatus, TopicProfilesChanged,
 	}
+}
+
+// ParseTopics splits a comma-separated list of topics (the webhook hub's hub.events, the SSE
+// stream's ?topics=), trimming blanks and dropping repeats, in the order given. A topic for which
+// known is false is returned as unknown, with no list; an empty list is not an error here.
+func ParseTopics(v string, known func(string) bool) (topics []string, unknown string) {
+	for _, t := range strings.Split(v, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		if !known(t) {
+			return nil, t
+		}
+		if !slices.Contains(topics, t) {
+			topics = append(topics, t)
+		}
+	}
+	return topics, ""
 }
 
 // IsProgress reports whether topic is a progress topic (throttled, scrubbed).

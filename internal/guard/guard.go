@@ -11,11 +11,15 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Config says what a request must look like.
@@ -30,7 +34,20 @@ type Config struct {
 	Open func(r *http.Request) bool
 	// FormPaths may receive application/x-www-form-urlencoded bodies (the WebSub hub).
 	FormPaths []string
+	// UploadPaths receive large bodies (POST, exact path): instead of BodyTimeout for the whole
+	// body they get UploadIdle between reads.
+	UploadPaths []string
+	// BodyTimeout bounds reading a request body (default DefaultBodyTimeout); UploadIdle is the
+	// longest pause inside an upload's body (default DefaultUploadIdle).
+	BodyTimeout time.Duration
+	UploadIdle  time.Duration
 }
+
+// Body read deadlines of serve mode (headers have the server's ReadHeaderTimeout).
+const (
+	DefaultBodyTimeout = 30 * time.Second
+	DefaultUploadIdle  = 60 * time.Second
+)
 
 // MinTokenLen is the shortest token accepted: 43 base64url characters carry 256 bits.
 const MinTokenLen = 43
@@ -80,7 +97,13 @@ func Wrap(next http.Handler, cfg Config) (http.Handler, error) {
 	for _, h := range append([]string{"127.0.0.1", "localhost", "[::1]"}, cfg.ExtraHosts...) {
 		hosts[strings.ToLower(h)+":"+p] = true
 	}
-	token := []byte("Bearer " + cfg.Token)
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.UploadIdle <= 0 {
+		cfg.UploadIdle = DefaultUploadIdle
+	}
+	token := []byte(cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		SetHeaders(w.Header())
 		host := strings.ToLower(r.Host)
@@ -101,8 +124,7 @@ func Wrap(next http.Handler, cfg Config) (http.Handler, error) {
 			return
 		}
 		if cfg.Open == nil || !cfg.Open(r) {
-			got := []byte(r.Header.Get("Authorization"))
-			if subtle.ConstantTimeCompare(got, token) != 1 {
+			if subtle.ConstantTimeCompare(bearer(r), token) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="fasten"`)
 				deny(w, http.StatusUnauthorized, "unauthorized", "Missing or wrong API token: open the link that `fasten-desktop serve` printed.")
 				return
@@ -112,8 +134,109 @@ func Wrap(next http.Handler, cfg Config) (http.Handler, error) {
 			deny(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Send JSON (application/json) or files (multipart/form-data).")
 			return
 		}
+		stop := bodyDeadline(w, r, cfg)
+		defer stop()
 		next.ServeHTTP(w, r)
 	}), nil
+}
+
+// bearer is the credential of an Authorization header with the Bearer scheme, whose name is
+// case-insensitive (RFC 7235 section 2.1), or nil.
+func bearer(r *http.Request) []byte {
+	scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	return []byte(strings.TrimLeft(cred, " "))
+}
+
+// bodyDeadline gives a request's body a read deadline: BodyTimeout for the whole body, cleared
+// once the body is read to its end (the server then watches the connection for a client that
+// goes away, which a deadline would turn into a cancelled request). On an upload path the body
+// instead is cut off after UploadIdle without progress: a timer that only ever shortens the
+// deadline, so a handler that ends a read itself (cancelling an upload) is never overridden.
+// Requests without a body get none. The returned stop must run when the handler has returned.
+func bodyDeadline(w http.ResponseWriter, r *http.Request, cfg Config) (stop func()) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return func() {}
+	}
+	rc := http.NewResponseController(w)
+	if r.Method == http.MethodPost && slices.Contains(cfg.UploadPaths, r.URL.Path) {
+		b := &idleBody{ReadCloser: r.Body, rc: rc, idle: cfg.UploadIdle, last: time.Now()}
+		b.timer = time.AfterFunc(cfg.UploadIdle, b.check)
+		r.Body = b
+		return b.stop
+	}
+	if rc.SetReadDeadline(time.Now().Add(cfg.BodyTimeout)) != nil {
+		return func() {} // not a connection with deadlines (a test recorder)
+	}
+	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+	return func() {}
+}
+
+// deadlineBody clears the body's read deadline at its end.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (d *deadlineBody) Read(p []byte) (int, error) {
+	n, err := d.ReadCloser.Read(p)
+	if err == io.EOF && !d.done {
+		d.done = true
+		d.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// idleBody ends an upload whose client sent nothing for idle.
+type idleBody struct {
+	io.ReadCloser
+	rc    *http.ResponseController
+	idle  time.Duration
+	timer *time.Timer
+
+	mu      sync.Mutex
+	last    time.Time // start or end of the latest read
+	stopped bool
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	b.touch()
+	n, err := b.ReadCloser.Read(p)
+	b.touch()
+	if err != nil {
+		b.stop()
+	}
+	return n, err
+}
+
+func (b *idleBody) touch() {
+	b.mu.Lock()
+	b.last = time.Now()
+	b.mu.Unlock()
+}
+
+func (b *idleBody) check() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return
+	}
+	if quiet := time.Since(b.last); quiet < b.idle {
+		b.timer.Reset(b.idle - quiet)
+		return
+	}
+	b.stopped = true
+	b.rc.SetReadDeadline(time.Now()) // the blocked read fails now
+}
+
+func (b *idleBody) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopped = true
+	b.timer.Stop()
 }
 
 func changes(method string) bool {
@@ -148,7 +271,11 @@ func bodyAllowed(r *http.Request, formPaths []string) bool {
 	return false
 }
 
+// deny answers a refused request and closes the connection at once, without reading a body the
+// client may be sending one byte at a time.
 func deny(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Connection", "close")
+	http.NewResponseController(w).SetReadDeadline(time.Now())
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	fmt.Fprintf(w, `{"error":{"code":%q,"message":%q}}`+"\n", code, msg)

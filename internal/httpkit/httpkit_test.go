@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -99,5 +102,24 @@ func TestDecodeJSON(t *testing.T) {
 	var v body
 	if err := httpkit.DecodeJSON(httptest.NewRequest("POST", "/", strings.NewReader(" ")), &v, 0, true); err != nil {
 		t.Fatalf("an allowed empty body: %v", err)
+	}
+}
+
+// TestLeaf keeps httpkit a leaf: it imports nothing of the app, so every feature can use it.
+func TestLeaf(t *testing.T) {
+	files, _ := filepath.Glob("*.go")
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range af.Imports {
+			if strings.Contains(imp.Path.Value, "github.com/fastenhealth/fasten-desktop/") {
+				t.Errorf("%s imports %s: httpkit must stay a leaf", f, imp.Path.Value)
+			}
+		}
 	}
 }

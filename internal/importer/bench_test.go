@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -36,13 +37,25 @@ func benchSize() int {
 // benchFile writes (once, cached under the temp dir) an NDJSON file of n replicated resources.
 func benchFile(b *testing.B, n int) string {
 	b.Helper()
+	return replicatedFile(b, "synthea", n, data(b, shareddata.Synthea, "*.json"))
+}
+
+// bulkFile is benchFile for the shared bulk export (issue 17's data set): its NDJSON files
+// replicated with fresh ids to n resources.
+func bulkFile(b *testing.B, n int) string {
+	b.Helper()
+	return replicatedFile(b, "bulk", n, data(b, shareddata.BulkNDJSON, "*.000.ndjson"))
+}
+
+func replicatedFile(b *testing.B, name string, n int, pattern string) string {
+	b.Helper()
 	dir := filepath.Join(os.TempDir(), "fasten-bench")
 	os.MkdirAll(dir, 0o755)
-	path := filepath.Join(dir, fmt.Sprintf("synthea-%d.ndjson", n))
+	path := filepath.Join(dir, fmt.Sprintf("%s-%d.ndjson", name, n))
 	if st, err := os.Stat(path); err == nil && st.Size() > 0 {
 		return path
 	}
-	files, _ := filepath.Glob(data(b, shareddata.Synthea, "*.json"))
+	files, _ := filepath.Glob(pattern)
 	src, err := replicate.Load(context.Background(), files...)
 	if err != nil {
 		b.Fatal(err)
@@ -306,7 +319,7 @@ func BenchmarkImportPeakRSSSmall(b *testing.B) {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("build: %v %s", err, out)
 	}
-	for _, n := range []int{30_000, 300_000, 3_000_000} {
+	for _, n := range benchSizes() {
 		b.Run(fmt.Sprintf("resources=%d", n), func(b *testing.B) {
 			path := filepath.Join(b.TempDir(), "small.ndjson")
 			f, err := os.Create(path)
@@ -332,4 +345,20 @@ func BenchmarkImportPeakRSSSmall(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchSizes are the resource counts of BenchmarkImportPeakRSSSmall; FASTEN_BENCH_SMALL (a
+// comma-separated list) replaces them.
+func benchSizes() []int {
+	v := os.Getenv("FASTEN_BENCH_SMALL")
+	if v == "" {
+		return []int{30_000, 300_000, 3_000_000}
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
 }

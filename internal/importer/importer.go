@@ -654,6 +654,10 @@ func (im *Importer) expand(inputs []Input) ([]part, func(), error) {
 		}
 	}
 	for idx, in := range inputs {
+		// Before opening: opening a named pipe blocks until someone writes to it.
+		if err := CheckFile(in.Path, in.Name); err != nil {
+			return nil, closeAll, err
+		}
 		f, err := os.Open(in.Path)
 		if err != nil {
 			return nil, closeAll, fmt.Errorf("open %s: %w", in.Name, err)
@@ -663,9 +667,9 @@ func (im *Importer) expand(inputs []Input) ([]part, func(), error) {
 			f.Close()
 			return nil, closeAll, fmt.Errorf("open %s: %w", in.Name, err)
 		}
-		if st.IsDir() {
+		if err := checkMode(st.Mode(), in.Name); err != nil {
 			f.Close()
-			return nil, closeAll, fmt.Errorf("%s is a folder; choose the files inside it", in.Name)
+			return nil, closeAll, err
 		}
 		magic := make([]byte, 4)
 		n, _ := io.ReadFull(f, magic)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/fastenhealth/fasten-desktop/internal/db"
@@ -29,7 +30,16 @@ func newEnv(t testing.TB) (*Importer, *records.Store) {
 	}
 	t.Cleanup(func() { d.Close() })
 	st := records.New(d)
+	testDBs.Store(st, d)
 	return New(st, nil, Limits{}), st
+}
+
+// testDBs maps a test's store to its database, for checks below the store (integrity, pragmas).
+var testDBs sync.Map
+
+func dbOf(st *records.Store) *db.DB {
+	d, _ := testDBs.Load(st)
+	return d.(*db.DB)
 }
 
 func data(t testing.TB, elem ...string) string {
@@ -133,7 +143,7 @@ func glob(t testing.TB, pattern string) []string {
 
 func rowCount(t testing.TB, st *records.Store) (resources, sources, codes int) {
 	t.Helper()
-	r := st.DB().Read
+	r := dbOf(st).Read
 	r.QueryRow(`SELECT count(*) FROM resources`).Scan(&resources)
 	r.QueryRow(`SELECT count(*) FROM sources`).Scan(&sources)
 	r.QueryRow(`SELECT count(*) FROM resource_codes`).Scan(&codes)
@@ -206,7 +216,7 @@ func TestImportSyntheaAndBulkMatchPlainCounts(t *testing.T) {
 // checkRefs walks every stored resource's references.
 func checkRefs(t *testing.T, st *records.Store) {
 	t.Helper()
-	rows, err := st.DB().Read.Query(`SELECT type, fhir_id, raw FROM resources`)
+	rows, err := dbOf(st).Read.Query(`SELECT type, fhir_id, raw FROM resources`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -645,7 +655,7 @@ func TestDiskFullRollsBackAndNextImportWorks(t *testing.T) {
 	r0, s0, _ := rowCount(t, st)
 	// Cap the database file just above its current size: the next big import hits SQLITE_FULL,
 	// exactly as a full disk does.
-	w := st.DB().Write
+	w := dbOf(st).Write
 	var pages int
 	w.QueryRow(`PRAGMA page_count`).Scan(&pages)
 	if _, err := w.Exec(fmt.Sprintf(`PRAGMA max_page_count = %d`, pages+50)); err != nil {
@@ -658,7 +668,7 @@ func TestDiskFullRollsBackAndNextImportWorks(t *testing.T) {
 	if r, s, _ := rowCount(t, st); r != r0 || s != s0 {
 		t.Fatalf("failed import changed counts: %d->%d, %d->%d", r0, r, s0, s)
 	}
-	if err := st.DB().IntegrityCheck(ctx); err != nil {
+	if err := dbOf(st).IntegrityCheck(ctx); err != nil {
 		t.Fatal(err)
 	}
 	w.Exec(`PRAGMA max_page_count = 4294967294`)

@@ -30,8 +30,11 @@ import (
 
 // Problem types the Lighthouse answers (Error.Type). user_limit_near only appears as a Warning.
 const (
-	TypeInstallationUnknown     = "installation_unknown"
-	TypeInstallationAuthFailed  = "installation_auth_failed"
+	TypeInstallationUnknown    = "installation_unknown"
+	TypeInstallationAuthFailed = "installation_auth_failed"
+	// TypeInstallationRevoked: the Lighthouse operator suspended this installation. Every call
+	// answers it (errors.Is(err, ErrInstallationRevoked)) until the operator lifts it.
+	TypeInstallationRevoked     = "installation_revoked"
 	TypeUserLimitReached        = "user_limit_reached"
 	TypeUserLimitNear           = "user_limit_near"
 	TypeProviderUnknown         = "provider_unknown"
@@ -71,6 +74,19 @@ func (e *Error) Error() string {
 		return e.Title
 	}
 	return fmt.Sprintf("The Lighthouse answered HTTP %d.", e.Status)
+}
+
+// RevokedMessage is the message of an installation_revoked error, in the words the app shows.
+const RevokedMessage = "The Lighthouse operator has suspended this installation, so Fasten cannot connect providers " +
+	"or renew their sign-ins through it. Your records on this computer stay available, and you can still import files. " +
+	"Contact the operator of this Lighthouse to lift the suspension."
+
+// ErrInstallationRevoked matches, with errors.Is, the *Error a revoked installation gets.
+var ErrInstallationRevoked = errors.New("installation revoked")
+
+// Is makes errors.Is(err, ErrInstallationRevoked) true for an installation_revoked problem.
+func (e *Error) Is(target error) bool {
+	return target == ErrInstallationRevoked && e.Type == TypeInstallationRevoked
 }
 
 // IsType reports whether err is (or wraps) an *Error of the given type.
@@ -333,6 +349,26 @@ func (c *Client) SwapToken(ctx context.Context, providerID string, req TokenRequ
 	return resp.StatusCode, body, nil
 }
 
+// Forget tells the Lighthouse that userKey (UserKey(secret, local id)) no longer uses the
+// provider, which frees its slot in the provider's user limit. It is idempotent: forgetting a key
+// the Lighthouse never saw, or twice, succeeds. Call it when a person is deleted, when the last
+// source of a person at that provider is disconnected, and with the old key of a merged person.
+func (c *Client) Forget(ctx context.Context, providerID, userKey string) error {
+	if providerID == "" || userKey == "" {
+		return errors.New("forget: provider and user key are required")
+	}
+	resp, err := c.do(ctx, http.MethodDelete, "/v1/users/"+url.PathEscape(providerID)+"/"+url.PathEscape(userKey), nil, nil, true, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		return problemFrom(resp)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	return nil
+}
+
 // do sends one request to the base URL. Only here does the secret leave the client.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any, auth bool, hdr http.Header) (*http.Response, error) {
 	if c.baseErr != nil {
@@ -401,6 +437,9 @@ func problemFrom(resp *http.Response) error {
 	if mt == "application/problem+json" || mt == "application/json" {
 		if json.Unmarshal(body, e) == nil && e.Type != "" {
 			e.Status = resp.StatusCode
+			if e.Type == TypeInstallationRevoked {
+				e.Detail = RevokedMessage // the same plain words whatever gateway answered
+			}
 			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 				e.RetryAfter = time.Duration(s) * time.Second
 			}

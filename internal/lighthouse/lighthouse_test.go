@@ -410,3 +410,92 @@ func TestClientNetworkAndUnexpectedErrors(t *testing.T) {
 		t.Errorf("canceled: %v", err)
 	}
 }
+
+// Forget frees a user's slot (the gateway's count drops and another user gets in), is
+// idempotent, and a revoked installation gets ErrInstallationRevoked with plain words.
+func TestForgetAndRevoked(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "gw.db")
+	srv := httptest.NewUnstartedServer(nil)
+	base := "http://" + srv.Listener.Addr().String()
+	g, err := gateway.New(context.Background(), gateway.Config{DB: db, PublicURL: base,
+		Providers: []gateway.Provider{{ID: "demo", Name: "Demo Hospital", FHIRBase: "https://f.example/fhir", ClientID: "c", Scopes: "openid", UserLimit: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = g.Handler()
+	srv.Start()
+	t.Cleanup(func() { srv.Close(); g.Close() })
+	ctx := context.Background()
+	reg, err := lighthouse.New(base, nil).Register(ctx, "Ada", "ada@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := lighthouse.New(base, nil).WithInstallation(reg.InstallationID, reg.InstallationSecret)
+	key := func(person string) string { return lighthouse.UserKey(reg.InstallationSecret, person) }
+	connect := func(person string) error {
+		_, err := c.Connect(ctx, "demo", lighthouse.ConnectRequest{State: state(), CodeChallenge: challenge(t), RedirectPort: 51000, UserKey: key(person)})
+		return err
+	}
+	admin := func(args ...string) string {
+		var out strings.Builder
+		if err := gateway.Command(ctx, append([]string{"admin", "--db", db}, args...), &out, &out, nil); err != nil {
+			t.Fatalf("admin %v: %v", args, err)
+		}
+		return out.String()
+	}
+	for _, p := range []string{"person-1", "person-2"} {
+		if err := connect(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := connect("person-3"); !lighthouse.IsType(err, lighthouse.TypeUserLimitReached) {
+		t.Fatalf("third person: %v", err)
+	}
+	if !strings.Contains(admin("installations"), "demo 2/2") {
+		t.Fatalf("before forget:\n%s", admin("installations"))
+	}
+	// person-1 deleted in the app; then merged person-2's old key forgotten as well
+	for i := 0; i < 2; i++ {
+		if err := c.Forget(ctx, "demo", key("person-1")); err != nil {
+			t.Fatalf("forget %d: %v", i, err)
+		}
+	}
+	if out := admin("installations"); !strings.Contains(out, "demo 1/2") {
+		t.Errorf("the gateway's count did not drop:\n%s", out)
+	}
+	if err := connect("person-3"); err != nil {
+		t.Errorf("the freed slot is refused: %v", err)
+	}
+	if err := c.Forget(ctx, "nope", key("person-1")); !lighthouse.IsType(err, lighthouse.TypeProviderUnknown) {
+		t.Errorf("unknown provider: %v", err)
+	}
+	if err := lighthouse.New(base, nil).Forget(ctx, "demo", key("person-1")); !lighthouse.IsType(err, lighthouse.TypeInstallationUnknown) {
+		t.Errorf("unregistered forget: %v", err)
+	}
+
+	admin("revoke", reg.InstallationID)
+	for name, call := range map[string]func() error{
+		"connect":   func() error { return connect("person-1") },
+		"providers": func() error { _, err := c.Providers(ctx, ""); return err },
+		"forget":    func() error { return c.Forget(ctx, "demo", key("person-3")) },
+		"swap": func() error {
+			_, _, err := c.SwapToken(ctx, "demo", lighthouse.TokenRequest{GrantType: "refresh_token", RefreshToken: "x"})
+			return err
+		},
+	} {
+		err := call()
+		if !errors.Is(err, lighthouse.ErrInstallationRevoked) || !lighthouse.IsType(err, lighthouse.TypeInstallationRevoked) {
+			t.Errorf("%s while revoked: %v", name, err)
+		} else if err.Error() != lighthouse.RevokedMessage {
+			t.Errorf("%s: message %q", name, err.Error())
+		}
+	}
+	if errors.Is(&lighthouse.Error{Type: lighthouse.TypeUserLimitReached}, lighthouse.ErrInstallationRevoked) {
+		t.Error("another problem matches ErrInstallationRevoked")
+	}
+	admin("unrevoke", reg.InstallationID)
+	if err := connect("person-3"); err != nil {
+		t.Errorf("after unrevoke: %v", err)
+	}
+}

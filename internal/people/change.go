@@ -42,6 +42,7 @@ func (s *Service) Merge(ctx context.Context, into, from int64) (Merge, error) {
 	if into == from {
 		return Merge{}, invalid("A person cannot be merged with themselves.")
 	}
+	fromProviders := s.providersOf(ctx, from)
 	var id int64
 	err := s.store.WriteTx(ctx, func(tx *sql.Tx) error {
 		now := s.stamp()
@@ -68,6 +69,8 @@ func (s *Service) Merge(ctx context.Context, into, from int64) (Merge, error) {
 	}
 	s.log.Info("people merged", "merge_id", id, "into", into, "from", from, "moved", m.Moved)
 	s.changed(map[string]any{"merge_id": id, "profile_id": into, "change": "merged"})
+	// The merged person's user key no longer stands for anyone at those providers.
+	s.forget(from, fromProviders)
 	return m, nil
 }
 
@@ -278,6 +281,7 @@ func (s *Service) Delete(ctx context.Context, id int64) (DeletePlan, error) {
 	if err != nil {
 		return pre, err
 	}
+	providers := s.providersOf(ctx, id)
 	disconnected := map[int64]bool{}
 	for _, l := range pre.SourcesDeleted {
 		if l.Kind == records.KindProvider && s.disconnect != nil {
@@ -315,5 +319,6 @@ func (s *Service) Delete(ctx context.Context, id int64) (DeletePlan, error) {
 	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
 	s.log.Info("person deleted", "profile_id", id, "records", plan.ResourceCount, "sources_deleted", ids, "sources_kept", len(plan.SourcesKept))
 	s.changed(map[string]any{"profile_id": id, "change": "deleted", "deleted": plan.ResourceCount, "counts": plan.Counts})
+	s.forget(id, providers)
 	return plan, nil
 }

@@ -73,17 +73,22 @@ type Options struct {
 	// Disconnect forgets a provider source's sign-in (tokens out of the keyring, a running sync
 	// stopped) before deleting a person removes that source. nil: the source is just deleted.
 	Disconnect func(ctx context.Context, sourceID int64) error
-	Now        func() time.Time
+	// ForgetUsers tells the Lighthouse that a person no longer uses these providers (deleted,
+	// or merged into someone else), so their user key stops counting against the providers'
+	// limits. Best effort: it runs after the change and its failure only costs a slot. nil: none.
+	ForgetUsers func(ctx context.Context, profileID int64, providerIDs []string)
+	Now         func() time.Time
 }
 
 // Service is the people service. It keeps no state of its own besides the database, so any
 // number of Services may share one store.
 type Service struct {
-	store      *records.Store
-	log        *slog.Logger
-	events     Publisher
-	disconnect func(ctx context.Context, sourceID int64) error
-	now        func() time.Time
+	store       *records.Store
+	log         *slog.Logger
+	events      Publisher
+	disconnect  func(ctx context.Context, sourceID int64) error
+	forgetUsers func(ctx context.Context, profileID int64, providerIDs []string)
+	now         func() time.Time
 }
 
 // New returns a Service.
@@ -94,7 +99,7 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{store: o.Store, log: o.Log, events: o.Events, disconnect: o.Disconnect, now: o.Now}
+	return &Service{store: o.Store, log: o.Log, events: o.Events, disconnect: o.Disconnect, forgetUsers: o.ForgetUsers, now: o.Now}
 }
 
 func (s *Service) stamp() string { return s.now().UTC().Format(time.RFC3339Nano) }
@@ -373,4 +378,32 @@ func (s *Service) Update(ctx context.Context, id int64, in Input) (Profile, erro
 	}
 	s.publish("profiles.changed", map[string]any{"profile_id": id, "change": "updated"})
 	return s.Get(ctx, id)
+}
+
+// providersOf lists the providers a person has connections to (their provider sources).
+func (s *Service) providersOf(ctx context.Context, profileID int64) []string {
+	srcs, err := s.store.ListSources(ctx, profileID)
+	if err != nil {
+		s.log.Warn("could not list a person's providers", "profile_id", profileID, "err", err)
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, src := range srcs {
+		if src.Kind == records.KindProvider && src.ProviderID != nil && src.ProfileID != nil && *src.ProfileID == profileID && !seen[*src.ProviderID] {
+			seen[*src.ProviderID] = true
+			out = append(out, *src.ProviderID)
+		}
+	}
+	return out
+}
+
+// forget calls ForgetUsers, if any, for what a person no longer uses.
+func (s *Service) forget(profileID int64, providers []string) {
+	if s.forgetUsers == nil || len(providers) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.forgetUsers(ctx, profileID, providers)
 }

@@ -29,7 +29,7 @@ func put(t *testing.T, s *Store, raws ...string) int64 {
 	t.Helper()
 	ctx := context.Background()
 	var id int64
-	err := s.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if id, err = s.CreateSource(ctx, tx, NewSource{Kind: KindManual, Name: "test"}); err != nil {
 			return err
@@ -170,7 +170,7 @@ func TestUnchangedPutWritesNothingAndChangedPutUpdates(t *testing.T) {
 	src := put(t, s, obs("a", "2020-01-01", "1-1", "A", "laboratory"))
 	outcomes := func(raw string) Outcome {
 		var out Outcome
-		err := s.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+		err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
 			w, err := s.NewWriter(ctx, tx, src, false)
 			if err != nil {
 				return err
@@ -237,7 +237,7 @@ func TestCountsTableFollowsEveryChange(t *testing.T) {
 				t.Fatal(err)
 			}
 			var args []any
-			rows, err := s.DB().Read.Query(`SELECT type, count(*) FROM resources r WHERE 1=1`+f.where("r.", &args)+` GROUP BY type`, args...)
+			rows, err := s.db.Read.Query(`SELECT type, count(*) FROM resources r WHERE 1=1`+f.where("r.", &args)+` GROUP BY type`, args...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -255,7 +255,7 @@ func TestCountsTableFollowsEveryChange(t *testing.T) {
 		}
 	}
 	check("after inserts")
-	s.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+	s.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.Exec(`INSERT INTO profiles(id, name, created_at, updated_at) VALUES (1, 'Ana', 't', 't')`); err != nil {
 			return err
 		}
@@ -263,7 +263,7 @@ func TestCountsTableFollowsEveryChange(t *testing.T) {
 		return err
 	})
 	check("after moving a source's records to a person")
-	s.DB().WriteTx(ctx, func(tx *sql.Tx) error {
+	s.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.Exec(`UPDATE resources SET profile_id = NULL WHERE fhir_id = 'a2'`)
 		return err
 	})
@@ -273,7 +273,7 @@ func TestCountsTableFollowsEveryChange(t *testing.T) {
 	}
 	check("after deleting a source")
 	var left int
-	s.DB().Read.QueryRow(`SELECT count(*) FROM resource_counts WHERE source_id = ?`, a).Scan(&left)
+	s.db.Read.QueryRow(`SELECT count(*) FROM resource_counts WHERE source_id = ?`, a).Scan(&left)
 	if left != 0 {
 		t.Fatalf("%d count rows left for a deleted source", left)
 	}

@@ -50,9 +50,6 @@ func (s *Store) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return s.db.WriteTx(ctx, fn)
 }
 
-// DB is the underlying database. Deprecated: being removed (issue 13); use the store's methods.
-func (s *Store) DB() *db.DB { return s.db }
-
 // Optimize refreshes the query planner's statistics (after a large import or sync).
 func (s *Store) Optimize(ctx context.Context) error { return s.db.Optimize(ctx) }
 

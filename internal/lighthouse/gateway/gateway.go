@@ -2,7 +2,7 @@
 // providers and Fasten Desktop installations, implementing the open Lighthouse API
 // (docs/lighthouse-api.yaml). It registers installations, serves the provider catalog, enforces
 // the per-provider user limit of each installation, carries the OAuth round trip without storing
-// any of it (signed tickets and states), redirects the browser only to the app's loopback
+// any of it (sealed tickets and states), redirects the browser only to the app's loopback
 // listener, and swaps codes for confidential clients while storing and logging no tokens.
 //
 // State lives in SQLite (a file path) or PostgreSQL (a postgres:// DSN, shared by any number of
@@ -57,24 +57,36 @@ type Config struct {
 	ClientIPHeader string
 	// DiscoveryTTL is how long SMART discovery results are cached (default one hour).
 	DiscoveryTTL time.Duration
+	// Mailer sends the outbox's notifications (see Run); nil leaves them queued.
+	Mailer Mailer
+	// OutboxInterval is how often Run looks for due notifications (default 10 s).
+	OutboxInterval time.Duration
+	// SeparateMetrics leaves GET /metrics out of Handler: the operator serves MetricsHandler on a
+	// private address instead.
+	SeparateMetrics bool
 }
 
 // Gateway is a Lighthouse server. Create it with New, serve Handler, and Close it when done.
 type Gateway struct {
-	log       *slog.Logger
-	store     *store
-	signer    signer
-	providers map[string]*Provider
-	order     []*Provider
-	public    string // PublicURL without a trailing slash
-	now       func() time.Time
-	disc      *discovery
-	tokenHC   *http.Client
-	limiter   *rateLimiter
-	ipHeader  string
+	log        *slog.Logger
+	store      *store
+	sealer     *sealer
+	metrics    *metrics
+	mailer     Mailer
+	sepMetric  bool
+	outboxPoll time.Duration
+	providers  map[string]*Provider
+	order      []*Provider
+	public     string // PublicURL without a trailing slash
+	now        func() time.Time
+	disc       *discovery
+	tokenHC    *http.Client
+	limiter    *rateLimiter // successful registrations per client
+	failures   *rateLimiter // refused registration attempts per client, counted apart (issue 14 item 9)
+	ipHeader   string
 }
 
-// New opens (and migrates) the database, loads or creates the ticket signing key, and returns a
+// New opens (and migrates) the database, loads or creates the ticket keys, and returns a
 // gateway ready to serve.
 func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if err := validateProviders(cfg.Providers); err != nil {
@@ -85,11 +97,15 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("public URL %q must be an absolute http(s) URL without query or fragment", cfg.PublicURL)
 	}
 	g := &Gateway{
-		log:       cfg.Logger,
-		providers: map[string]*Provider{},
-		public:    strings.TrimRight(cfg.PublicURL, "/"),
-		now:       cfg.Now,
-		ipHeader:  cfg.ClientIPHeader,
+		log:        cfg.Logger,
+		providers:  map[string]*Provider{},
+		public:     strings.TrimRight(cfg.PublicURL, "/"),
+		now:        cfg.Now,
+		ipHeader:   cfg.ClientIPHeader,
+		metrics:    newMetrics(),
+		mailer:     cfg.Mailer,
+		sepMetric:  cfg.SeparateMetrics,
+		outboxPoll: cfg.OutboxInterval,
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -123,17 +139,17 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		window = time.Hour
 	}
 	g.limiter = newRateLimiter(limit, window)
+	g.failures = newRateLimiter(failedRegistrationsPerWindow, window)
 
 	g.store, err = openStore(ctx, cfg.DB)
 	if err != nil {
 		return nil, err
 	}
-	key, err := g.store.signingKey(ctx)
+	g.sealer, err = newSealer(ctx, g.store, g.now)
 	if err != nil {
 		g.store.Close()
 		return nil, err
 	}
-	g.signer = signer{key: key}
 	return g, nil
 }
 
@@ -145,14 +161,43 @@ func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/installations", g.register)
 	mux.HandleFunc("GET /v1/providers", g.authenticated(g.catalog))
-	mux.HandleFunc("POST /v1/connect/{provider}", g.authenticated(g.connect))
+	mux.HandleFunc("POST /v1/connect/{provider}", g.authenticatedOr(g.connect, g.metrics.connectRefused))
 	mux.HandleFunc("GET /v1/connect/{provider}", g.connectRedirect)
 	mux.HandleFunc("GET /v1/callback/{provider}", g.callback)
 	mux.HandleFunc("POST /v1/token/{provider}", g.authenticated(g.token))
+	mux.HandleFunc("DELETE /v1/users/{provider}/{user_key}", g.authenticated(g.forgetUser))
+	g.health(mux)
+	if !g.sepMetric {
+		mux.Handle("GET /metrics", g.metrics.handler())
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, newProblem(http.StatusNotFound, TypeNotFound, "There is no such Lighthouse endpoint."))
 	})
 	return g.logRequests(mux)
+}
+
+// MetricsHandler serves GET /metrics (and the health checks) alone, for a private address.
+func (g *Gateway) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", g.metrics.handler())
+	g.health(mux)
+	return mux
+}
+
+func (g *Gateway) health(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := g.store.ping(ctx); err != nil {
+			g.log.WarnContext(r.Context(), "not ready", slog.String("error", err.Error()))
+			writeProblem(w, newProblem(http.StatusServiceUnavailable, TypeUnavailable, "The Lighthouse cannot reach its database."))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
 }
 
 // --- logging ---
@@ -185,9 +230,11 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 
 // logRequests logs method, path (never the query: it holds tickets, codes and states), status,
 // duration and the installation ID; and sets headers every response carries.
-func (g *Gateway) logRequests(next http.Handler) http.Handler {
+func (g *Gateway) logRequests(mux *http.ServeMux) http.Handler {
+	var next http.Handler = mux
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		_, route := mux.Handler(r)
 		info := &requestInfo{}
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
@@ -198,15 +245,26 @@ func (g *Gateway) logRequests(next http.Handler) http.Handler {
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
+		elapsed := time.Since(start)
+		if route == "/" {
+			route = "unmatched"
+		}
+		g.metrics.observe(route, r.Method, sw.status, elapsed)
 		level := slog.LevelInfo
 		if sw.status >= 500 {
 			level = slog.LevelError
 		}
+		// The path is logged as the route pattern when it carries a user key (DELETE /v1/users).
+		path := r.URL.Path
+		if strings.Contains(route, "{user_key}") {
+			_, path, _ = strings.Cut(route, " ")
+		}
 		g.log.LogAttrs(r.Context(), level, "request",
 			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
+			slog.String("path", path),
 			slog.Int("status", sw.status),
-			slog.Duration("duration", time.Since(start)),
+			slog.Duration("duration", elapsed),
+			slog.String("client", clientKey(r, g.ipHeader)),
 			slog.String("installation_id", info.installation))
 	})
 }
@@ -235,32 +293,80 @@ func hashSecret(secret string) string {
 // authenticated wraps h so it runs only for a request from a registered installation that proves
 // it holds the installation secret (X-Installation-Id plus Authorization: Bearer).
 func (g *Gateway) authenticated(h func(http.ResponseWriter, *http.Request, installation)) http.HandlerFunc {
+	return g.authenticatedOr(h, nil)
+}
+
+// authenticatedOr is authenticated, calling refused (when not nil) with the problem type of a
+// request it turns away.
+func (g *Gateway) authenticatedOr(h func(http.ResponseWriter, *http.Request, installation), refused func(typ string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		refuse := func(p *problem) {
+			if refused != nil {
+				refused(p.Type)
+			}
+			writeProblem(w, p)
+		}
 		id := r.Header.Get("X-Installation-Id")
 		if id == "" || len(id) > 128 {
-			writeProblem(w, newProblem(http.StatusUnauthorized, TypeInstallationUnknown,
+			refuse(newProblem(http.StatusUnauthorized, TypeInstallationUnknown,
 				"This request carries no valid installation ID. Register this installation with the Lighthouse in Settings."))
 			return
 		}
 		secret, ok := bearer(r.Header.Get("Authorization"))
 		in, err := g.store.installation(r.Context(), id)
 		if errors.Is(err, errNotFound) {
-			writeProblem(w, newProblem(http.StatusUnauthorized, TypeInstallationUnknown,
+			refuse(newProblem(http.StatusUnauthorized, TypeInstallationUnknown,
 				"The Lighthouse does not know this installation. Register it again in Settings."))
 			return
 		}
 		if err != nil {
+			if refused != nil {
+				refused(TypeInternal)
+			}
 			g.internalError(w, r, err)
 			return
 		}
 		if !ok || subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(in.SecretHash)) != 1 {
-			writeProblem(w, newProblem(http.StatusUnauthorized, TypeInstallationAuthFailed,
+			refuse(newProblem(http.StatusUnauthorized, TypeInstallationAuthFailed,
 				"The Lighthouse could not verify this installation's secret. Register this installation again in Settings."))
 			return
 		}
 		setLogInstallation(r, in.ID)
+		if in.Revoked {
+			refuse(revokedProblem())
+			return
+		}
+		if now := g.now(); now.Sub(in.LastSeen) >= lastSeenGranularity {
+			if err := g.store.touchInstallation(r.Context(), in.ID, now); err != nil {
+				g.log.WarnContext(r.Context(), "could not record last seen", slog.String("error", err.Error()))
+			}
+		}
 		h(w, r, in)
 	}
+}
+
+func revokedProblem() *problem {
+	return newProblem(http.StatusForbidden, TypeInstallationRevoked,
+		"The operator of this Lighthouse has suspended this installation, so it cannot connect providers or renew their sign-ins through it. Records already on this computer stay available. Contact the Lighthouse operator to lift the suspension.")
+}
+
+// revoked reports whether the installation named inside a ticket or state is revoked, answering
+// the browser when it is (or when the lookup fails).
+func (g *Gateway) revokedInstallation(w http.ResponseWriter, r *http.Request, id string) bool {
+	in, err := g.store.installation(r.Context(), id)
+	switch {
+	case errors.Is(err, errNotFound):
+		writeBrowserProblem(w, r, newProblem(http.StatusUnauthorized, TypeInstallationUnknown,
+			"The Lighthouse does not know this installation. Register it again in Fasten's Settings."))
+		return true
+	case err != nil:
+		g.internalError(w, r, err)
+		return true
+	case in.Revoked:
+		writeBrowserProblem(w, r, revokedProblem())
+		return true
+	}
+	return false
 }
 
 func bearer(header string) (string, bool) {
@@ -321,22 +427,41 @@ type registerResponse struct {
 	InstallationSecret string `json:"installation_secret"`
 }
 
+// failedRegistrationsPerWindow bounds the invalid registration attempts one client may make per
+// registration window; they are counted apart from successful registrations, so mistakes never
+// use up the allowance of a valid registration.
+const failedRegistrationsPerWindow = 60
+
 func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
-	if ok, wait := g.limiter.allow(clientKey(r, g.ipHeader), g.now()); !ok {
+	client := clientKey(r, g.ipHeader)
+	limited := func(wait time.Duration, what string) {
 		p := newProblem(http.StatusTooManyRequests, TypeRateLimited, fmt.Sprintf(
-			"Too many installations were registered from this network. Try again in %s.", humanDuration(wait)))
+			"Too many %s from this network. Try again in %s.", what, humanDuration(wait)))
 		p.retryAfter = wait
 		writeProblem(w, p)
-		return
+	}
+	refuse := func(p *problem) {
+		if ok, wait := g.failures.allow(client, g.now()); !ok {
+			g.metrics.registration("rate_limited")
+			limited(wait, "invalid registrations were sent")
+			return
+		}
+		g.metrics.registration("invalid")
+		writeProblem(w, p)
 	}
 	var req registerRequest
 	if p := decodeJSON(w, r, &req); p != nil {
-		writeProblem(w, p)
+		refuse(p)
 		return
 	}
 	name, email, p := validateRegistration(req)
 	if p != nil {
-		writeProblem(w, p)
+		refuse(p)
+		return
+	}
+	if ok, wait := g.limiter.allow(client, g.now()); !ok {
+		g.metrics.registration("rate_limited")
+		limited(wait, "installations were registered")
 		return
 	}
 	idBytes := make([]byte, 16)
@@ -351,17 +476,20 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 	}
 	in := installation{ID: hex.EncodeToString(idBytes), SecretHash: hashSecret(secret), Name: name, Email: email, CreatedAt: g.now()}
 	if err := g.store.createInstallation(r.Context(), in); err != nil {
+		g.metrics.registration("error")
 		g.internalError(w, r, err)
 		return
 	}
+	g.metrics.registration("created")
 	setLogInstallation(r, in.ID)
 	writeJSON(w, http.StatusCreated, registerResponse{InstallationID: in.ID, InstallationSecret: secret})
 }
 
 func validateRegistration(req registerRequest) (name, email string, p *problem) {
-	name = strings.TrimSpace(req.Name)
-	if n := utf8.RuneCountInString(name); n < 1 || n > 200 || !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0 {
-		return "", "", newProblem(http.StatusBadRequest, TypeBadRequest, "Enter the administrator's name (1 to 200 characters).")
+	name = strings.TrimFunc(req.Name, invisible)
+	if n := utf8.RuneCountInString(name); n < 1 || n > 200 || !utf8.ValidString(name) || strings.IndexFunc(req.Name, badNameRune) >= 0 {
+		return "", "", newProblem(http.StatusBadRequest, TypeBadRequest,
+			"Enter the administrator's name (1 to 200 characters, with letters, and no control or text-direction characters).")
 	}
 	email = strings.TrimSpace(req.Email)
 	if !plausibleEmail(email) {
@@ -370,9 +498,30 @@ func validateRegistration(req registerRequest) (name, email string, p *problem) 
 	return name, email, nil
 }
 
-// plausibleEmail accepts a bare address local@domain with a dotted domain, at most 254 bytes.
+// invisible reports runes that show nothing: white space, separators and format characters
+// (zero-width spaces, the byte order mark, joiners). A name made only of them is empty.
+func invisible(r rune) bool {
+	return unicode.IsSpace(r) || unicode.In(r, unicode.Z, unicode.Cf)
+}
+
+// badNameRune reports runes a name may not hold anywhere: control characters, line and paragraph
+// separators, and the bidirectional controls that reorder how the name (and what follows it in
+// an email or a listing) is shown.
+func badNameRune(r rune) bool {
+	switch {
+	case unicode.IsControl(r), unicode.In(r, unicode.Zl, unicode.Zp):
+		return true
+	case r == 0x061c, r == 0x200e, r == 0x200f, 0x202a <= r && r <= 0x202e, 0x2066 <= r && r <= 0x2069:
+		return true
+	}
+	return false
+}
+
+// plausibleEmail accepts a bare address local@host where host is a dotted DNS name (letters,
+// digits and hyphens per label, internationalised letters allowed; not an address literal and
+// not an all-numeric top label), at most 254 bytes.
 func plausibleEmail(s string) bool {
-	if len(s) > 254 || strings.ContainsAny(s, " \t\r\n<>") {
+	if len(s) > 254 || strings.ContainsAny(s, " \t\r\n<>") || strings.IndexFunc(s, badNameRune) >= 0 {
 		return false
 	}
 	a, err := mail.ParseAddress(s)
@@ -383,8 +532,28 @@ func plausibleEmail(s string) bool {
 	if !ok || local == "" || strings.Contains(domain, "@") {
 		return false
 	}
-	dot := strings.LastIndexByte(domain, '.')
-	return dot > 0 && dot < len(domain)-1 && !strings.Contains(domain, "..")
+	return dottedHostName(domain)
+}
+
+// dottedHostName reports whether s is a DNS host name with at least two labels.
+func dottedHostName(s string) bool {
+	labels := strings.Split(strings.TrimSuffix(s, "."), ".")
+	if len(labels) < 2 || len(s) > 253 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || utf8.RuneCountInString(l) > 63 || strings.HasPrefix(l, "-") || strings.HasSuffix(l, "-") {
+			return false
+		}
+		for _, r := range l {
+			if !(r == '-' || ('0' <= r && r <= '9') || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') ||
+				(r > 0x7f && (unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r) || unicode.Is(unicode.Mc, r)))) {
+				return false
+			}
+		}
+	}
+	top := labels[len(labels)-1]
+	return strings.IndexFunc(top, func(r rune) bool { return !('0' <= r && r <= '9') }) >= 0
 }
 
 func humanDuration(d time.Duration) string {
@@ -510,15 +679,18 @@ func (g *Gateway) provider(r *http.Request) (*Provider, *problem) {
 func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, in installation) {
 	p, prob := g.provider(r)
 	if prob != nil {
+		g.metrics.connectRefused(TypeProviderUnknown)
 		writeProblem(w, prob)
 		return
 	}
 	var req connectRequest
 	if prob := decodeJSON(w, r, &req); prob != nil {
+		g.metrics.connectRefused(TypeBadRequest)
 		writeProblem(w, prob)
 		return
 	}
 	if prob := validateConnect(&req); prob != nil {
+		g.metrics.connectRefused(TypeBadRequest)
 		writeProblem(w, prob)
 		return
 	}
@@ -531,18 +703,21 @@ func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, in installatio
 		InstallationID: in.ID, AdminEmail: in.Email, ProviderID: p.ID, UserKey: req.UserKey, Limit: p.UserLimit, Now: now,
 	})
 	if err != nil {
+		g.metrics.connectRefused(TypeInternal)
 		g.internalError(w, r, err)
 		return
 	}
 	if !res.Admitted {
+		g.metrics.connectRefused(TypeUserLimitReached)
 		prob := newProblem(http.StatusForbidden, TypeUserLimitReached,
 			fmt.Sprintf("This installation has reached the limit of %d users for %s.", p.UserLimit, p.Name))
 		prob.Limit, prob.ProviderName = p.UserLimit, p.Name
 		writeProblem(w, prob)
 		return
 	}
+	g.metrics.connectAdmitted()
 	expires := now.Add(flowTTL).Truncate(time.Second)
-	ticket, err := g.signer.sign(purposeTicket, flowClaims{
+	ticket, err := g.sealer.seal(r.Context(), purposeTicket, flowClaims{
 		Installation: in.ID, Provider: p.ID, AppState: req.State, Port: req.RedirectPort,
 		Challenge: req.CodeChallenge, Scope: scope, Expires: expires.Unix(),
 	})
@@ -598,7 +773,7 @@ func unreserved(s string) bool {
 // --- browser endpoints: GET /v1/connect/{provider}?ticket= and GET /v1/callback/{provider} ---
 
 // redirectParams are query parameters that could name a redirect target. The browser endpoints
-// take the target only from values the gateway signed, and refuse requests that carry any of
+// take the target only from values the gateway sealed, and refuse requests that carry any of
 // these, so a crafted link cannot even look like it steers the redirect.
 var redirectParams = []string{"redirect_uri", "redirect_url", "redirect_port", "port", "host", "hostname", "scheme", "return_to"}
 
@@ -643,13 +818,24 @@ func (g *Gateway) connectRedirect(w http.ResponseWriter, r *http.Request) {
 		writeBrowserProblem(w, r, prob)
 		return
 	}
-	c, err := g.signer.verify(purposeTicket, q.Get("ticket"), p.ID, g.now())
+	c, err := g.sealer.open(r.Context(), purposeTicket, q.Get("ticket"), p.ID)
 	if err != nil {
 		writeBrowserProblem(w, r, newProblem(http.StatusBadRequest, TypeTicketInvalid,
 			"This connect link is invalid or has expired. Start connecting the provider again from Fasten."))
 		return
 	}
 	setLogInstallation(r, c.Installation)
+	if g.revokedInstallation(w, r, c.Installation) {
+		return
+	}
+	if first, err := g.store.useOnce(r.Context(), ticketUseID(c), time.Unix(c.Expires, 0)); err != nil {
+		g.internalError(w, r, err)
+		return
+	} else if !first {
+		writeBrowserProblem(w, r, newProblem(http.StatusBadRequest, TypeTicketInvalid,
+			"This connect link was already used. Start connecting the provider again from Fasten."))
+		return
+	}
 	ep, err := g.disc.endpoints(r.Context(), p)
 	if err != nil {
 		g.log.WarnContext(r.Context(), "provider discovery failed", slog.String("provider", p.ID), slog.String("error", err.Error()))
@@ -657,7 +843,7 @@ func (g *Gateway) connectRedirect(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("%s could not be reached to start the sign-in. Try again later.", p.Name)))
 		return
 	}
-	state, err := g.signer.sign(purposeState, flowClaims{
+	state, err := g.sealer.seal(r.Context(), purposeState, flowClaims{
 		Installation: c.Installation, Provider: p.ID, AppState: c.AppState, Port: c.Port,
 		Expires: g.now().Add(flowTTL).Unix(),
 	})
@@ -686,16 +872,19 @@ func (g *Gateway) connectRedirect(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 	q, prob := browserQuery(r, "state", "code", "error", "error_description", "iss")
 	if prob != nil {
+		g.metrics.callback(TypeBadRequest)
 		writeBrowserProblem(w, r, prob)
 		return
 	}
 	p, prob := g.provider(r)
 	if prob != nil {
+		g.metrics.callback(TypeProviderUnknown)
 		writeBrowserProblem(w, r, prob)
 		return
 	}
-	c, err := g.signer.verify(purposeState, q.Get("state"), p.ID, g.now())
+	c, err := g.sealer.open(r.Context(), purposeState, q.Get("state"), p.ID)
 	if err != nil {
+		g.metrics.callback(TypeStateInvalid)
 		writeBrowserProblem(w, r, newProblem(http.StatusBadRequest, TypeStateInvalid,
 			"This sign-in response is invalid or has expired. Start connecting the provider again from Fasten."))
 		return
@@ -703,11 +892,23 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 	setLogInstallation(r, c.Installation)
 	code, oauthErr := q.Get("code"), q.Get("error")
 	if (code == "" && oauthErr == "") || len(code) > 4096 || len(oauthErr) > 256 || len(q.Get("error_description")) > 2048 || len(q.Get("iss")) > 2048 {
+		g.metrics.callback(TypeBadRequest)
 		writeBrowserProblem(w, r, newProblem(http.StatusBadRequest, TypeBadRequest,
 			"The provider's response carries neither a code nor an error. Start connecting the provider again from Fasten."))
 		return
 	}
-	// The target is built from the signed state only: a fixed scheme and host, and the port the
+	if g.revokedInstallation(w, r, c.Installation) {
+		g.metrics.callback("revoked")
+		return
+	}
+	// The state is not single-use (the ticket is): replaying a callback only sends the
+	// replayer's own browser to its own loopback address, and the provider's code works once.
+	if oauthErr != "" {
+		g.metrics.callback("provider_error")
+	} else {
+		g.metrics.callback("code")
+	}
+	// The target is built from the sealed state only: a fixed scheme and host, and the port the
 	// app asked for at POST /v1/connect.
 	var b strings.Builder
 	b.WriteString("http://127.0.0.1:")
@@ -767,7 +968,10 @@ func (g *Gateway) token(w http.ResponseWriter, r *http.Request, _ installation) 
 		return
 	}
 	form := url.Values{}
-	bad := func(d string) { writeProblem(w, newProblem(http.StatusBadRequest, TypeBadRequest, d)) }
+	bad := func(d string) {
+		g.metrics.tokenSwap("bad_request")
+		writeProblem(w, newProblem(http.StatusBadRequest, TypeBadRequest, d))
+	}
 	switch req.GrantType {
 	case "authorization_code":
 		if req.Code == "" || req.CodeVerifier == "" {
@@ -797,6 +1001,7 @@ func (g *Gateway) token(w http.ResponseWriter, r *http.Request, _ installation) 
 		return
 	}
 	providerDown := func() {
+		g.metrics.tokenSwap("provider_unreachable")
 		writeProblem(w, newProblem(http.StatusBadGateway, TypeProviderError,
 			fmt.Sprintf("%s could not be reached to complete the sign-in. Try again later.", p.Name)))
 	}
@@ -829,12 +1034,22 @@ func (g *Gateway) token(w http.ResponseWriter, r *http.Request, _ installation) 
 		providerDown()
 		return
 	}
-	h := w.Header()
-	ct := resp.Header.Get("Content-Type")
-	if ct == "" {
-		ct = "application/json"
+	// Only JSON is relayed, always as application/json from this origin: a provider's HTML or
+	// text error page would otherwise be served by the gateway (issue 14 item 18).
+	if !json.Valid(body) {
+		g.log.WarnContext(r.Context(), "provider token response is not JSON", slog.String("provider", p.ID), slog.Int("provider_status", resp.StatusCode))
+		g.metrics.tokenSwap("provider_not_json")
+		writeProblem(w, newProblem(http.StatusBadGateway, TypeProviderError,
+			fmt.Sprintf("%s answered the sign-in with something other than JSON (HTTP %d). Try again later.", p.Name, resp.StatusCode)))
+		return
 	}
-	h.Set("Content-Type", ct)
+	if resp.StatusCode/100 == 2 {
+		g.metrics.tokenSwap("ok")
+	} else {
+		g.metrics.tokenSwap("provider_refused")
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	h.Set(UpstreamHeader, "provider")
@@ -845,3 +1060,33 @@ func (g *Gateway) token(w http.ResponseWriter, r *http.Request, _ installation) 
 // UpstreamHeader marks a token swap response relayed unchanged from the provider (status and
 // body), as opposed to a problem the gateway itself answers.
 const UpstreamHeader = "X-Lighthouse-Upstream"
+
+// --- DELETE /v1/users/{provider}/{user_key} ---
+
+// forgetUser frees the slot of a user key: the app calls it when the person is deleted, when
+// their last source at the provider is disconnected, and for the old key of a merged person. It
+// answers 204 whether or not the key was known (idempotent).
+func (g *Gateway) forgetUser(w http.ResponseWriter, r *http.Request, in installation) {
+	p, prob := g.provider(r)
+	if prob != nil {
+		writeProblem(w, prob)
+		return
+	}
+	key := r.PathValue("user_key")
+	if len(key) < 16 || len(key) > 128 || !unreserved(key) {
+		writeProblem(w, newProblem(http.StatusBadRequest, TypeBadRequest, "The user key must be 16 to 128 URL-safe characters."))
+		return
+	}
+	known, err := g.store.forget(r.Context(), in.ID, p.ID, key)
+	if err != nil {
+		g.internalError(w, r, err)
+		return
+	}
+	if known {
+		g.metrics.forget("forgotten")
+	} else {
+		g.metrics.forget("unknown")
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -139,6 +139,14 @@ type fakeProvider struct {
 	// tokenStatus and tokenBody are what the token endpoint answers on success.
 	tokenStatus int
 	tokenBody   string
+	tokenType   string // Content-Type of the token answer; "" means JSON
+}
+
+// setTokenReply sets what the token endpoint answers after checking the client credentials.
+func (fp *fakeProvider) setTokenReply(status int, contentType, body string) {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	fp.tokenStatus, fp.tokenType, fp.tokenBody = status, contentType, body
 }
 
 func newFakeProvider(t testing.TB, clientID, clientSecret string) *fakeProvider {
@@ -178,7 +186,7 @@ func newFakeProvider(t testing.TB, clientID, clientSecret string) *fakeProvider 
 		fp.mu.Lock()
 		fp.tokenForms = append(fp.tokenForms, r.PostForm)
 		challenge, known := fp.challenges[r.PostForm.Get("code")]
-		status, body := fp.tokenStatus, fp.tokenBody
+		status, body, ctype := fp.tokenStatus, fp.tokenBody, fp.tokenType
 		fp.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 		if !ok || id != fp.clientID || secret != fp.clientSecret {
@@ -193,6 +201,9 @@ func newFakeProvider(t testing.TB, clientID, clientSecret string) *fakeProvider 
 				io.WriteString(w, `{"error":"invalid_grant","error_description":"bad code or verifier"}`)
 				return
 			}
+		}
+		if ctype != "" {
+			w.Header().Set("Content-Type", ctype)
 		}
 		w.WriteHeader(status)
 		io.WriteString(w, body)

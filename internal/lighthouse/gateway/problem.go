@@ -14,6 +14,7 @@ import (
 const (
 	TypeInstallationUnknown     = "installation_unknown"
 	TypeInstallationAuthFailed  = "installation_auth_failed"
+	TypeInstallationRevoked     = "installation_revoked"
 	TypeUserLimitReached        = "user_limit_reached"
 	TypeUserLimitNear           = "user_limit_near" // a warning in a 200 connect response, never an error
 	TypeProviderUnknown         = "provider_unknown"
@@ -25,11 +26,14 @@ const (
 	TypeProviderError           = "provider_error"
 	TypeNotFound                = "not_found"
 	TypeInternal                = "internal_error"
+	TypeUnavailable             = "unavailable"
 )
 
 var problemTitles = map[string]string{
 	TypeInstallationUnknown:     "Unknown installation",
 	TypeInstallationAuthFailed:  "Installation authentication failed",
+	TypeInstallationRevoked:     "Installation suspended",
+	TypeUnavailable:             "Not ready",
 	TypeUserLimitReached:        "User limit reached",
 	TypeProviderUnknown:         "Unknown provider",
 	TypeProviderNotConfidential: "Provider is not a confidential client",

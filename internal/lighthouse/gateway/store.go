@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,6 +74,9 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 		if strings.ContainsAny(dsn, "?#") {
 			return nil, fmt.Errorf("database path %q must not contain '?' or '#'", dsn)
 		}
+		if err := privateFile(dsn); err != nil {
+			return nil, err
+		}
 		// WAL with synchronous=FULL: a committed admission survives a power cut.
 		const pragmas = "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
 			"&_pragma=foreign_keys(1)&_txlock=immediate"
@@ -96,7 +101,35 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 		s.Close()
 		return nil, err
 	}
+	if s.dialect == dialectSQLite {
+		// SQLite creates the -wal and -shm files with the mode of the database file; tighten any
+		// left from an earlier, looser version.
+		for _, suffix := range []string{"-wal", "-shm"} {
+			if err := os.Chmod(dsn+suffix, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				s.Close()
+				return nil, fmt.Errorf("database file: %w", err)
+			}
+		}
+	}
 	return s, nil
+}
+
+// privateFile makes sure the SQLite database at path, which holds the ticket key and the
+// administrators' emails, is readable by its owner only whatever the umask: missing parent
+// folders are created 0700, a missing file is created 0600, an existing one is set to 0600.
+func privateFile(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("database folder: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("database file: %w", err)
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return fmt.Errorf("database file: %w", err)
+	}
+	return nil
 }
 
 func (s *store) Close() error {
@@ -191,35 +224,14 @@ func (s *store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// signingKey returns the ticket signing key, creating it on first use. Every gateway instance on
-// one database gets the same key (insert if absent, then read).
-func (s *store) signingKey(ctx context.Context) ([]byte, error) {
-	fresh := make([]byte, 32)
-	if _, err := rand.Read(fresh); err != nil {
-		return nil, err
-	}
-	if _, err := s.write.ExecContext(ctx,
-		"INSERT INTO settings (name, value) VALUES ('ticket_signing_key', $1) ON CONFLICT (name) DO NOTHING",
-		base64.RawURLEncoding.EncodeToString(fresh)); err != nil {
-		return nil, fmt.Errorf("store signing key: %w", err)
-	}
-	var enc string
-	if err := s.write.QueryRowContext(ctx, "SELECT value FROM settings WHERE name = 'ticket_signing_key'").Scan(&enc); err != nil {
-		return nil, fmt.Errorf("read signing key: %w", err)
-	}
-	key, err := base64.RawURLEncoding.DecodeString(enc)
-	if err != nil || len(key) < 32 {
-		return nil, errors.New("the stored ticket signing key is malformed")
-	}
-	return key, nil
-}
-
 type installation struct {
 	ID         string
 	SecretHash string // hex SHA-256
 	Name       string
 	Email      string
 	CreatedAt  time.Time
+	Revoked    bool
+	LastSeen   time.Time // zero: never; updated at most once per lastSeenGranularity
 }
 
 func (s *store) createInstallation(ctx context.Context, in installation) error {
@@ -234,15 +246,278 @@ func (s *store) createInstallation(ctx context.Context, in installation) error {
 
 func (s *store) installation(ctx context.Context, id string) (installation, error) {
 	in := installation{ID: id}
+	var revoked, lastSeen sql.NullString
 	err := s.read.QueryRowContext(ctx,
-		"SELECT secret_hash, name, email FROM installations WHERE id = $1", id).Scan(&in.SecretHash, &in.Name, &in.Email)
+		"SELECT secret_hash, name, email, revoked_at, last_seen FROM installations WHERE id = $1", id).Scan(&in.SecretHash, &in.Name, &in.Email, &revoked, &lastSeen)
 	if errors.Is(err, sql.ErrNoRows) {
 		return in, errNotFound
 	}
 	if err != nil {
 		return in, fmt.Errorf("look up installation: %w", err)
 	}
+	in.Revoked = revoked.Valid
+	if lastSeen.Valid {
+		in.LastSeen, _ = time.Parse(tsLayout, lastSeen.String)
+	}
 	return in, nil
+}
+
+// touchInstallation records that the installation made a request at now, at most once per
+// lastSeenGranularity (callers check in.LastSeen first; the WHERE makes racing instances write once).
+func (s *store) touchInstallation(ctx context.Context, id string, now time.Time) error {
+	_, err := s.write.ExecContext(ctx, `UPDATE installations SET last_seen = $2
+		WHERE id = $1 AND (last_seen IS NULL OR last_seen < $3)`, id, formatTime(now), formatTime(now.Add(-lastSeenGranularity)))
+	if err != nil {
+		return fmt.Errorf("touch installation: %w", err)
+	}
+	return nil
+}
+
+// setRevoked revokes (at now) or unrevokes an installation; errNotFound when there is none.
+func (s *store) setRevoked(ctx context.Context, id string, revoke bool, now time.Time) error {
+	var r sql.Result
+	var err error
+	if revoke {
+		r, err = s.write.ExecContext(ctx, "UPDATE installations SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1", id, formatTime(now))
+	} else {
+		r, err = s.write.ExecContext(ctx, "UPDATE installations SET revoked_at = NULL WHERE id = $1", id)
+	}
+	if err != nil {
+		return fmt.Errorf("revoke installation: %w", err)
+	}
+	if n, err := r.RowsAffected(); err != nil {
+		return fmt.Errorf("revoke installation: %w", err)
+	} else if n == 0 {
+		return errNotFound
+	}
+	return nil
+}
+
+// forget removes userKey from (installation, provider) and lowers the count; it reports whether
+// the key was known. The counter row is locked as in admit, so a forget and an admission never
+// interleave.
+func (s *store) forget(ctx context.Context, installationID, providerID, userKey string) (bool, error) {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("forget: %w", err)
+	}
+	defer tx.Rollback()
+	lock := ""
+	if s.dialect == dialectPostgres {
+		lock = " FOR UPDATE"
+	}
+	var count int
+	err = tx.QueryRowContext(ctx, `SELECT user_count FROM user_counters WHERE installation_id = $1 AND provider_id = $2`+lock,
+		installationID, providerID).Scan(&count)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("forget: lock counter: %w", err)
+	}
+	r, err := tx.ExecContext(ctx, `DELETE FROM user_keys WHERE installation_id = $1 AND provider_id = $2 AND user_key = $3`,
+		installationID, providerID, userKey)
+	if err != nil {
+		return false, fmt.Errorf("forget: %w", err)
+	}
+	n, err := r.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("forget: %w", err)
+	}
+	if n == 0 {
+		return false, nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE user_counters SET user_count = user_count - 1
+		WHERE installation_id = $1 AND provider_id = $2 AND user_count > 0`, installationID, providerID); err != nil {
+		return false, fmt.Errorf("forget: count: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("forget: commit: %w", err)
+	}
+	return true, nil
+}
+
+// providerUsage is one (installation, provider) counter, for the operator.
+type providerUsage struct {
+	ProviderID string
+	Count      int
+	Limit      int // the limit last checked; 0 when unknown
+}
+
+// installationSummary is one row of `lighthouse admin installations`.
+type installationSummary struct {
+	installation
+	Usage []providerUsage
+}
+
+func (s *store) installations(ctx context.Context) ([]installationSummary, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT id, name, email, created_at, revoked_at, last_seen FROM installations ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list installations: %w", err)
+	}
+	var out []installationSummary
+	byID := map[string]int{}
+	for rows.Next() {
+		var in installationSummary
+		var created string
+		var revoked, lastSeen sql.NullString
+		if err := rows.Scan(&in.ID, &in.Name, &in.Email, &created, &revoked, &lastSeen); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list installations: %w", err)
+		}
+		in.CreatedAt, _ = time.Parse(tsLayout, created)
+		in.Revoked = revoked.Valid
+		if lastSeen.Valid {
+			in.LastSeen, _ = time.Parse(tsLayout, lastSeen.String)
+		}
+		byID[in.ID] = len(out)
+		out = append(out, in)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, fmt.Errorf("list installations: %w", err)
+	}
+	rows, err = s.read.QueryContext(ctx, `SELECT installation_id, provider_id, user_count, user_limit FROM user_counters ORDER BY installation_id, provider_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list usage: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var u providerUsage
+		if err := rows.Scan(&id, &u.ProviderID, &u.Count, &u.Limit); err != nil {
+			return nil, fmt.Errorf("list usage: %w", err)
+		}
+		if i, ok := byID[id]; ok {
+			out[i].Usage = append(out[i].Usage, u)
+		}
+	}
+	return out, rows.Err()
+}
+
+// --- ticket keys and single use ---
+
+type ticketKeyRow struct {
+	ID      string
+	Key     []byte
+	Created time.Time
+	Retired time.Time
+}
+
+// ensureTicketKey creates the first ticket key when there is none. Instances starting at once
+// on one database insert the same ID, so only one row results.
+func (s *store) ensureTicketKey(ctx context.Context, now time.Time) error {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	if _, err := s.write.ExecContext(ctx, `INSERT INTO ticket_keys (id, key, created_at) VALUES ('k1', $1, $2)
+		ON CONFLICT (id) DO NOTHING`, base64.RawURLEncoding.EncodeToString(key), formatTime(now)); err != nil {
+		return fmt.Errorf("store ticket key: %w", err)
+	}
+	return nil
+}
+
+// ticketKeys returns every key not yet past its retirement window.
+func (s *store) ticketKeys(ctx context.Context) ([]ticketKeyRow, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT id, key, created_at, retired_at FROM ticket_keys`)
+	if err != nil {
+		return nil, fmt.Errorf("read ticket keys: %w", err)
+	}
+	defer rows.Close()
+	var out []ticketKeyRow
+	for rows.Next() {
+		var r ticketKeyRow
+		var enc, created string
+		var retired sql.NullString
+		if err := rows.Scan(&r.ID, &enc, &created, &retired); err != nil {
+			return nil, fmt.Errorf("read ticket keys: %w", err)
+		}
+		var err error
+		if r.Key, err = base64.RawURLEncoding.DecodeString(enc); err != nil || len(r.Key) != 32 {
+			return nil, fmt.Errorf("the stored ticket key %s is malformed", r.ID)
+		}
+		r.Created, _ = time.Parse(tsLayout, created)
+		if retired.Valid {
+			r.Retired, _ = time.Parse(tsLayout, retired.String)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// rotateTicketKey retires the current key(s) at now and adds a new current key; keys retired more
+// than a day ago are deleted. It returns the new key's ID.
+func (s *store) rotateTicketKey(ctx context.Context, now time.Time) (string, error) {
+	key := make([]byte, 32)
+	idb := make([]byte, 6)
+	if _, err := rand.Read(key); err != nil {
+		return "", err
+	}
+	if _, err := rand.Read(idb); err != nil {
+		return "", err
+	}
+	id := hex.EncodeToString(idb)
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return "", fmt.Errorf("rotate key: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "UPDATE ticket_keys SET retired_at = $1 WHERE retired_at IS NULL", formatTime(now)); err != nil {
+		return "", fmt.Errorf("rotate key: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM ticket_keys WHERE retired_at < $1", formatTime(now.Add(-24*time.Hour))); err != nil {
+		return "", fmt.Errorf("rotate key: %w", err)
+	}
+	// created_at is after every existing key's, so this key is the newest even on a skewed clock.
+	var newest sql.NullString
+	if err := tx.QueryRowContext(ctx, "SELECT MAX(created_at) FROM ticket_keys").Scan(&newest); err != nil {
+		return "", fmt.Errorf("rotate key: %w", err)
+	}
+	created := formatTime(now)
+	if newest.Valid && newest.String >= created {
+		t, _ := time.Parse(tsLayout, newest.String)
+		created = formatTime(t.Add(time.Millisecond))
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO ticket_keys (id, key, created_at) VALUES ($1, $2, $3)",
+		id, base64.RawURLEncoding.EncodeToString(key), created); err != nil {
+		return "", fmt.Errorf("rotate key: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return "", fmt.Errorf("rotate key: commit: %w", err)
+	}
+	return id, nil
+}
+
+// useOnce records that the token with id (valid until expires) was used; it reports false when it
+// was used before, on any instance sharing the database.
+func (s *store) useOnce(ctx context.Context, id string, expires time.Time) (bool, error) {
+	r, err := s.write.ExecContext(ctx, "INSERT INTO used_tickets (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+		id, formatTime(expires))
+	if err != nil {
+		return false, fmt.Errorf("use ticket: %w", err)
+	}
+	n, err := r.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("use ticket: %w", err)
+	}
+	return n == 1, nil
+}
+
+// purgeUsedTickets deletes the used-ticket records that expired before now.
+func (s *store) purgeUsedTickets(ctx context.Context, now time.Time) error {
+	if _, err := s.write.ExecContext(ctx, "DELETE FROM used_tickets WHERE expires_at < $1", formatTime(now)); err != nil {
+		return fmt.Errorf("purge used tickets: %w", err)
+	}
+	return nil
+}
+
+// ping checks the database answers.
+func (s *store) ping(ctx context.Context) error {
+	var one int
+	if err := s.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return nil
 }
 
 // admission is one connect attempt to be counted against a provider's user limit.
@@ -292,9 +567,9 @@ func (s *store) admit(ctx context.Context, a admission) (admitResult, error) {
 	if s.dialect == dialectPostgres {
 		lock = " FOR UPDATE"
 	}
-	var count, notified int
-	if err := tx.QueryRowContext(ctx, `SELECT user_count, near_notified_limit FROM user_counters
-		WHERE installation_id = $1 AND provider_id = $2`+lock, a.InstallationID, a.ProviderID).Scan(&count, &notified); err != nil {
+	var count, nearNotified, reachedNotified int
+	if err := tx.QueryRowContext(ctx, `SELECT user_count, near_notified_limit, reached_notified_limit FROM user_counters
+		WHERE installation_id = $1 AND provider_id = $2`+lock, a.InstallationID, a.ProviderID).Scan(&count, &nearNotified, &reachedNotified); err != nil {
 		return admitResult{}, fmt.Errorf("admit: lock counter: %w", err)
 	}
 	r, err := tx.ExecContext(ctx, `UPDATE user_keys SET last_seen = $4
@@ -315,25 +590,31 @@ func (s *store) admit(ctx context.Context, a admission) (admitResult, error) {
 			return admitResult{}, fmt.Errorf("admit: add user key: %w", err)
 		}
 		count++
-		if _, err := tx.ExecContext(ctx, `UPDATE user_counters SET user_count = $3
-			WHERE installation_id = $1 AND provider_id = $2`, a.InstallationID, a.ProviderID, count); err != nil {
-			return admitResult{}, fmt.Errorf("admit: count: %w", err)
-		}
+	}
+	// Each threshold of a limit is announced once: "reached" at 100%, "near" at 80% unless
+	// reaching it at the same time (a small limit), when "reached" says it all.
+	kind := ""
+	switch {
+	case count >= a.Limit && reachedNotified != a.Limit:
+		kind, nearNotified, reachedNotified = kindLimitReached, a.Limit, a.Limit
+	case nearLimit(count, a.Limit) && nearNotified != a.Limit:
+		kind, nearNotified = kindLimitNear, a.Limit
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE user_counters SET user_count = $3, user_limit = $4,
+		near_notified_limit = $5, reached_notified_limit = $6 WHERE installation_id = $1 AND provider_id = $2`,
+		a.InstallationID, a.ProviderID, count, a.Limit, nearNotified, reachedNotified); err != nil {
+		return admitResult{}, fmt.Errorf("admit: count: %w", err)
 	}
 	res := admitResult{Admitted: true, Count: count}
-	if nearLimit(count, a.Limit) && notified != a.Limit {
+	if kind != "" {
 		id := make([]byte, 16)
 		if _, err := rand.Read(id); err != nil {
 			return admitResult{}, err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (id, installation_id, provider_id, kind, admin_email, user_count, user_limit, created_at)
-			VALUES ($1, $2, $3, 'user_limit_near', $4, $5, $6, $7)`,
-			hex.EncodeToString(id), a.InstallationID, a.ProviderID, a.AdminEmail, count, a.Limit, now); err != nil {
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			hex.EncodeToString(id), a.InstallationID, a.ProviderID, kind, a.AdminEmail, count, a.Limit, now); err != nil {
 			return admitResult{}, fmt.Errorf("admit: outbox: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE user_counters SET near_notified_limit = $3
-			WHERE installation_id = $1 AND provider_id = $2`, a.InstallationID, a.ProviderID, a.Limit); err != nil {
-			return admitResult{}, fmt.Errorf("admit: outbox mark: %w", err)
 		}
 		res.Notified = true
 	}
@@ -347,11 +628,11 @@ func (s *store) admit(ctx context.Context, a admission) (admitResult, error) {
 // and needs no outbox row is admitted without a write. ok is false when the slow path must run.
 func (s *store) admitKnown(ctx context.Context, a admission) (res admitResult, ok bool, err error) {
 	var lastSeen string
-	var count, notified int
-	err = s.read.QueryRowContext(ctx, `SELECT k.last_seen, c.user_count, c.near_notified_limit
+	var count, notified, reached, limit int
+	err = s.read.QueryRowContext(ctx, `SELECT k.last_seen, c.user_count, c.near_notified_limit, c.reached_notified_limit, c.user_limit
 		FROM user_keys k JOIN user_counters c ON c.installation_id = k.installation_id AND c.provider_id = k.provider_id
 		WHERE k.installation_id = $1 AND k.provider_id = $2 AND k.user_key = $3`,
-		a.InstallationID, a.ProviderID, a.UserKey).Scan(&lastSeen, &count, &notified)
+		a.InstallationID, a.ProviderID, a.UserKey).Scan(&lastSeen, &count, &notified, &reached, &limit)
 	if errors.Is(err, sql.ErrNoRows) {
 		return admitResult{}, false, nil
 	}
@@ -362,14 +643,22 @@ func (s *store) admitKnown(ctx context.Context, a admission) (res admitResult, o
 	if err != nil || a.Now.Sub(seen) >= lastSeenGranularity {
 		return admitResult{}, false, nil
 	}
-	if nearLimit(count, a.Limit) && notified != a.Limit {
+	if limit != a.Limit || (nearLimit(count, a.Limit) && notified != a.Limit) || (count >= a.Limit && reached != a.Limit) {
 		return admitResult{}, false, nil
 	}
 	return admitResult{Admitted: true, Count: count}, true, nil
 }
 
+// Outbox kinds.
+const (
+	kindLimitNear    = "user_limit_near"
+	kindLimitReached = "user_limit_reached"
+)
+
 // outboxEntry is one administrator notification waiting to be sent.
 type outboxEntry struct {
+	ID             string `json:"-"`
+	Attempts       int    `json:"-"`
 	InstallationID string
 	ProviderID     string
 	Kind           string
@@ -381,7 +670,8 @@ type outboxEntry struct {
 
 func (s *store) outbox(ctx context.Context) ([]outboxEntry, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT installation_id, provider_id, kind, admin_email, user_count, user_limit, created_at
-		FROM outbox ORDER BY created_at, id`)
+		FROM outbox ORDER BY created_at, user_count, kind, id`)
+	// (ID and Attempts stay zero: tests compare entries by value.)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}

@@ -1,4 +1,4 @@
-package events
+package webhooks
 
 import (
 	"bytes"
@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fastenhealth/fasten-desktop/internal/events"
 )
 
 // newClients returns the two HTTP clients of the hub. Neither follows redirects (a 3xx answer is
@@ -244,7 +246,7 @@ func (h *Hub) backoff(attempt int) time.Duration {
 
 // kill dead-letters ev and stops the subscription (state dead, kept and visible until the user
 // deletes it or the subscriber subscribes again).
-func (h *Hub) kill(ctx context.Context, id string, l *lane, ev Event, attempts int, cause error) {
+func (h *Hub) kill(ctx context.Context, id string, l *lane, ev events.Event, attempts int, cause error) {
 	dl := DeadLetter{EventID: ev.ID, Event: ev.Event, Timestamp: ev.Timestamp, Attempts: attempts, Error: cause.Error(), FailedAt: h.now().UTC()}
 	h.mu.Lock()
 	s := h.subs[id]
@@ -269,7 +271,7 @@ func (h *Hub) kill(ctx context.Context, id string, l *lane, ev Event, attempts i
 
 // body is the delivered JSON: the event, plus the full resources its refs name when the
 // subscription asked for them and the user allowed it.
-func (h *Hub) body(ctx context.Context, ev Event, resources bool) []byte {
+func (h *Hub) body(ctx context.Context, ev events.Event, resources bool) []byte {
 	if resources && h.cfg.Resource != nil {
 		ev.Data = h.withResources(ctx, ev.Data)
 	}
@@ -282,12 +284,12 @@ func (h *Hub) withResources(ctx context.Context, data json.RawMessage) json.RawM
 	if json.Unmarshal(data, &m) != nil || len(m["refs"]) == 0 {
 		return data
 	}
-	var refs []ResourceRef
+	var refs []events.ResourceRef
 	if json.Unmarshal(m["refs"], &refs) != nil || len(refs) == 0 {
 		return data
 	}
-	if len(refs) > MaxRefs {
-		refs = refs[:MaxRefs]
+	if len(refs) > events.MaxRefs {
+		refs = refs[:events.MaxRefs]
 		m["resources_truncated"] = json.RawMessage("true")
 	}
 	out := make([]json.RawMessage, 0, len(refs))

@@ -1,4 +1,4 @@
-package connect
+package installation
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/fastenhealth/fasten-desktop/internal/config"
-	"github.com/fastenhealth/fasten-desktop/internal/lighthouse"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 )
 
@@ -45,7 +44,7 @@ type Settings struct {
 }
 
 func installationOf(c config.Config) *Installation {
-	in := &Installation{InstallationID: c.InstallationID, LighthouseURL: normURL(c.LighthouseURL), Name: c.AdminName, Email: c.AdminEmail}
+	in := &Installation{InstallationID: c.InstallationID, LighthouseURL: NormURL(c.LighthouseURL), Name: c.AdminName, Email: c.AdminEmail}
 	if !c.RegisteredAt.IsZero() {
 		t := c.RegisteredAt.UTC()
 		in.RegisteredAt = &t
@@ -66,7 +65,7 @@ func (s *Service) Installation() (*Installation, error) {
 	return installationOf(c), nil
 }
 
-// Settings returns the connect-related settings.
+// Settings returns the installation's settings.
 func (s *Service) Settings() (Settings, error) {
 	c, err := s.cfg.Load()
 	if err != nil {
@@ -84,7 +83,7 @@ func (s *Service) Settings() (Settings, error) {
 	if registeredHere(c, u) {
 		out.Installation = installationOf(c)
 	} else if c.InstallationID != "" {
-		out.RegisteredElsewhere = normURL(c.LighthouseURL)
+		out.RegisteredElsewhere = NormURL(c.LighthouseURL)
 	}
 	return out, nil
 }
@@ -95,9 +94,9 @@ func ValidateAdmin(name, email string) (string, string, error) {
 	name = strings.Join(strings.Fields(name), " ")
 	email = strings.TrimSpace(email)
 	if name == "" || utf8.RuneCountInString(name) > 200 || strings.IndexFunc(name, unicode.IsControl) >= 0 {
-		return "", "", &problem{Status: http.StatusBadRequest, Code: "invalid_name", Message: "Please enter the administrator's name (1 to 200 characters)."}
+		return "", "", problem(http.StatusBadRequest, "invalid_name", "Please enter the administrator's name (1 to 200 characters).")
 	}
-	badEmail := &problem{Status: http.StatusBadRequest, Code: "invalid_email", Message: "Please enter a valid email address, such as name@example.org."}
+	badEmail := problem(http.StatusBadRequest, "invalid_email", "Please enter a valid email address, such as name@example.org.")
 	if len(email) > 254 || strings.IndexFunc(email, unicode.IsSpace) >= 0 {
 		return "", "", badEmail
 	}
@@ -133,18 +132,18 @@ func (s *Service) Register(ctx context.Context, name, email string) (*Installati
 	}
 	// The secret has nowhere else to go: find out before the Lighthouse issues one.
 	if _, err := s.keyring.Get(ctx, keyringProbeKey); err != nil && !errors.Is(err, secrets.ErrNotFound) {
-		return nil, err
+		return nil, KeyringError(err)
 	}
 	reg, err := lc.Register(ctx, name, email)
 	if err != nil {
-		return nil, lighthouseErr(lc, err)
+		return nil, LighthouseError(lc, err)
 	}
 	b, err := json.Marshal(storedSecret{V: 1, InstallationID: reg.InstallationID, LighthouseURL: lhURL, Secret: reg.InstallationSecret})
 	if err != nil {
 		return nil, err
 	}
-	if err := s.keyring.Set(ctx, InstallationSecretKey(reg.InstallationID), b); err != nil {
-		return nil, err
+	if err := s.keyring.Set(ctx, SecretKey(reg.InstallationID), b); err != nil {
+		return nil, KeyringError(err)
 	}
 	now := s.now().UTC().Truncate(time.Second)
 	oldID := ""
@@ -182,18 +181,18 @@ type SettingsPatch struct {
 func (s *Service) UpdateSettings(ctx context.Context, p SettingsPatch) (Settings, error) {
 	var newURL string
 	if p.LighthouseURL != nil {
-		newURL = normURL(*p.LighthouseURL)
+		newURL = NormURL(*p.LighthouseURL)
 		if newURL == "" {
 			newURL = config.DefaultLighthouseURL
 		}
 		if err := CheckLighthouseURL(newURL); err != nil {
-			return Settings{}, &problem{Status: http.StatusBadRequest, Code: "invalid_lighthouse_url", Message: err.Error()}
+			return Settings{}, problem(http.StatusBadRequest, "invalid_lighthouse_url", err.Error())
 		}
 	}
 	dropped := ""
 	_, err := s.cfg.Update(func(c *config.Config) error {
 		if p.LighthouseURL != nil {
-			if c.InstallationID != "" && normURL(c.LighthouseURL) != newURL {
+			if c.InstallationID != "" && NormURL(c.LighthouseURL) != newURL {
 				dropped = c.InstallationID
 				c.InstallationID = ""
 				c.RegisteredAt = time.Time{}
@@ -225,13 +224,7 @@ func (s *Service) UpdateSettings(ctx context.Context, p SettingsPatch) (Settings
 // deleteSecret removes an installation's secret from the keyring (best effort: a leftover is
 // bound to its installation and Lighthouse and is never used for another).
 func (s *Service) deleteSecret(ctx context.Context, installationID string) {
-	if err := s.keyring.Delete(ctx, InstallationSecretKey(installationID)); err != nil && !errors.Is(err, secrets.ErrNotFound) {
+	if err := s.keyring.Delete(ctx, SecretKey(installationID)); err != nil && !errors.Is(err, secrets.ErrNotFound) {
 		s.log.Warn("could not remove an old installation secret from the keyring", "installation_id", installationID, "err", err)
 	}
-}
-
-// UserKey is the pseudonymous key of a local profile for the Lighthouse:
-// lighthouse.UserKey(installation secret, "profile:"+profile).
-func userKey(secret, profile string) string {
-	return lighthouse.UserKey(secret, "profile:"+profile)
 }

@@ -1,4 +1,4 @@
-package events
+package sse
 
 import (
 	"bufio"
@@ -12,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fastenhealth/fasten-desktop/internal/api"
+	"github.com/fastenhealth/fasten-desktop/internal/events"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 )
 
 // sseBlock is one SSE message: its fields, or a comment.
@@ -74,7 +75,7 @@ func openStream(t *testing.T, ctx context.Context, url string, hdr http.Header) 
 }
 
 func TestSSEStream(t *testing.T) {
-	e := newEnv(t, func(c *HubConfig) { c.Heartbeat = 20 * time.Millisecond })
+	e := newEnv(t, func(c *Options) { c.Heartbeat = 20 * time.Millisecond })
 	exited := make(chan struct{}, 4)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.handler.ServeHTTP(w, r)
@@ -83,10 +84,10 @@ func TestSSEStream(t *testing.T) {
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	resp, r := openStream(t, ctx, srv.URL+api.Prefix+"/events", nil)
+	resp, r := openStream(t, ctx, srv.URL+httpkit.Prefix+"/events", nil)
 	defer resp.Body.Close()
 
-	sent := []string{TopicImportDone, TopicResourcesChanged, TopicSourceStatus}
+	sent := []string{events.TopicImportDone, events.TopicResourcesChanged, events.TopicSourceStatus}
 	for i, topic := range sent {
 		e.bus.Publish(topic, map[string]int{"n": i})
 	}
@@ -101,7 +102,7 @@ func TestSSEStream(t *testing.T) {
 			pings++
 			continue
 		}
-		var ev Event
+		var ev events.Event
 		if err := json.Unmarshal([]byte(b.data), &ev); err != nil {
 			t.Fatalf("data %q: %v", b.data, err)
 		}
@@ -136,10 +137,10 @@ func TestSSEStream(t *testing.T) {
 	}
 
 	// A topic filter, and an unknown topic refused.
-	resp2, r2 := openStream(t, context.Background(), srv.URL+api.Prefix+"/events?topics=sync.done", nil)
+	resp2, r2 := openStream(t, context.Background(), srv.URL+httpkit.Prefix+"/events?topics=sync.done", nil)
 	defer resp2.Body.Close()
-	e.bus.Publish(TopicImportDone, 1)
-	e.bus.Publish(TopicSyncDone, SyncDone{SourceID: 5})
+	e.bus.Publish(events.TopicImportDone, 1)
+	e.bus.Publish(events.TopicSyncDone, events.SyncDone{SourceID: 5})
 	for {
 		b, err := readBlock(t, r2)
 		if err != nil {
@@ -148,7 +149,7 @@ func TestSSEStream(t *testing.T) {
 		if b.comment != "" {
 			continue
 		}
-		if b.event != TopicSyncDone {
+		if b.event != events.TopicSyncDone {
 			t.Fatalf("filtered stream sent %s", b.event)
 		}
 		break
@@ -156,7 +157,7 @@ func TestSSEStream(t *testing.T) {
 	if w := e.do("GET", "/events?topics=nope", ""); w.Code != 400 {
 		t.Fatalf("unknown topic: %d", w.Code)
 	}
-	// Stopping the hub ends the stream.
+	// Stopping the stream (Run returns) ends it.
 	e.stop()
 	for {
 		if _, err := readBlock(t, r2); err != nil {
@@ -169,11 +170,11 @@ func TestEventsTicket(t *testing.T) {
 	e := newEnv(t)
 	srv, token := guarded(t, e)
 	bearer := http.Header{"Authorization": {"Bearer " + token}}
-	eventsURL := srv.URL + api.Prefix + "/events"
+	eventsURL := srv.URL + httpkit.Prefix + "/events"
 
 	newTicket := func() Ticket {
 		t.Helper()
-		req, _ := http.NewRequest("POST", srv.URL+api.Prefix+"/events/ticket", nil)
+		req, _ := http.NewRequest("POST", srv.URL+httpkit.Prefix+"/events/ticket", nil)
 		req.Header = bearer.Clone()
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -213,7 +214,7 @@ func TestEventsTicket(t *testing.T) {
 		t.Fatalf("token in the query: %d", got)
 	}
 	// Asking for a ticket needs the token.
-	resp, err := http.Post(srv.URL+api.Prefix+"/events/ticket", "", nil)
+	resp, err := http.Post(srv.URL+httpkit.Prefix+"/events/ticket", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +232,7 @@ func TestEventsTicket(t *testing.T) {
 		t.Fatalf("ticket expires in %v", d)
 	}
 	// Not a key to other endpoints (and not used up by trying).
-	if got := status(srv.URL+api.Prefix+"/hub/subscriptions?ticket="+tk.Ticket, nil); got != 401 {
+	if got := status(srv.URL+httpkit.Prefix+"/hub/subscriptions?ticket="+tk.Ticket, nil); got != 401 {
 		t.Fatalf("ticket on another endpoint: %d", got)
 	}
 	// A foreign Origin is refused (and does not use the ticket up).
@@ -241,13 +242,13 @@ func TestEventsTicket(t *testing.T) {
 	// The stream opens with the ticket from the app's own origin and carries events.
 	ctx, cancel := context.WithCancel(context.Background())
 	resp, r := openStream(t, ctx, eventsURL+"?ticket="+tk.Ticket, http.Header{"Origin": {srv.URL}})
-	e.bus.Publish(TopicSyncStarted, SyncStarted{SourceID: 2})
+	e.bus.Publish(events.TopicSyncStarted, events.SyncStarted{SourceID: 2})
 	for {
 		b, err := readBlock(t, r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if b.event == TopicSyncStarted {
+		if b.event == events.TopicSyncStarted {
 			break
 		}
 	}
@@ -293,9 +294,9 @@ func TestTicketRequestChecks(t *testing.T) {
 		{"other path", "GET", "/sources", "127.0.0.1:9300", "", false},
 	}
 	for _, c := range cases {
-		tk := e.hub.NewTicket("127.0.0.1:9300")
-		r := mk(c.method, api.Prefix+c.path+"?ticket="+tk.Ticket, c.host, c.origin)
-		if got := e.hub.TicketRequest(r); got != c.want {
+		tk := e.stream.NewTicket("127.0.0.1:9300")
+		r := mk(c.method, httpkit.Prefix+c.path+"?ticket="+tk.Ticket, c.host, c.origin)
+		if got := e.stream.TicketRequest(r); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}

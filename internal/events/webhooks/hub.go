@@ -1,4 +1,14 @@
-package events
+// Package webhooks is the WebSub webhook hub for the user's own local tools: it delivers the
+// event bus's events (internal/events) to subscribed callbacks, following the FHIRcast/WebSub
+// security rules: intent verification with a single-use hub.challenge, X-Hub-Signature sha256
+// HMAC with a per-subscription secret kept in the OS keyring (never in SQLite), capped leases,
+// https or loopback-http callbacks, no redirects, retries with backoff, then a dead letter.
+// Subscriptions persist in its own tables (hub_subscriptions, hub_dead_letters; store.go).
+//
+// Deliveries carry what the bus carries (no clinical content), plus full resources only for a
+// subscription that asked for them (hub.include=resource) AND that the user allowed; they are
+// fetched through the injected Config.Resource.
+package webhooks
 
 import (
 	"context"
@@ -23,6 +33,7 @@ import (
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/db"
+	"github.com/fastenhealth/fasten-desktop/internal/events"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 )
 
@@ -39,20 +50,25 @@ const (
 const (
 	MaxSecretLen = 199 // hub.secret must be under 200 bytes
 	MinSecretLen = 16  // and at least this long: it is the only thing that authenticates deliveries
-	MaxCallback  = 2048
+	// MaxSubscriptions is how many subscriptions (pending, active or failed) the hub keeps; a
+	// subscribe past it gets 429.
+	MaxSubscriptions = 100
+	// minSecretBits is the least entropy a hub.secret must show (secrets.Weak).
+	minSecretBits = 40
+	MaxCallback   = 2048
 )
 
-// HubConfig holds the hub's dependencies and limits; zero limits take the defaults shown.
-type HubConfig struct {
-	Bus     *Bus          // required: the hub delivers what is published here
+// Config holds the hub's dependencies and limits; zero limits take the defaults shown.
+type Config struct {
+	Bus     *events.Bus   // required: the hub delivers what is published here
 	DB      *db.DB        // where subscriptions persist (without secrets); nil keeps them in memory
 	Secrets secrets.Store // required: every hub.secret is kept in the OS keyring, nowhere else
 	// Resource returns one resource's JSON. It is called only for deliveries to subscriptions that
 	// asked for resources (hub.include=resource) and that the user allowed; nil: never included.
-	Resource func(ctx context.Context, ref ResourceRef) (json.RawMessage, error)
+	Resource func(ctx context.Context, ref events.ResourceRef) (json.RawMessage, error)
 	// TokenExpiry, when set and not zero, caps every lease: no subscription outlives the API token.
 	TokenExpiry func() time.Time
-	ExtraTopics []string // topics beyond Topics() that may be subscribed to
+	ExtraTopics []string // topics beyond events.Topics() that may be subscribed to
 	Log         *slog.Logger
 	Now         func() time.Time
 
@@ -63,31 +79,28 @@ type HubConfig struct {
 	RetryBase       time.Duration  // 2 s, doubling per attempt, with jitter
 	RetryMax        time.Duration  // 5 min
 	QueueSize       int            // 256 undelivered events per subscription, then drop-oldest
-	Heartbeat       time.Duration  // 15 s between SSE comment heartbeats
-	TicketTTL       time.Duration  // 60 s
 	LeaseCheck      time.Duration  // 30 s between sweeps for expired leases
 	RootCAs         *x509.CertPool // roots for https callbacks; nil: the system's
 }
 
-// Hub is the webhook hub, the SSE endpoint and the ticket issuer.
+// Hub is the webhook hub.
 type Hub struct {
-	cfg    HubConfig
-	bus    *Bus
+	cfg    Config
+	bus    *events.Bus
 	log    *slog.Logger
 	now    func() time.Time
 	topics map[string]bool
 	plain  *http.Client // http callbacks: loopback addresses only, checked when dialling
 	tls    *http.Client // https callbacks
 	jobs   chan job
-	in     *subscriber   // the hub's own bus subscription, from NewHub on: nothing is missed before Run
-	done   chan struct{} // closed when Run returns: SSE streams end
+	in     <-chan events.Event // the hub's own bus subscription, from New on: nothing is missed before Run
+	stopIn func()              // ends that subscription
 
 	saveMu sync.Mutex // orders persist calls so the last one always writes the newest state
 
 	mu         sync.Mutex
 	subs       map[string]*sub
 	byCallback map[string]*sub
-	tickets    map[[32]byte]ticket
 	runCtx     context.Context
 	stopping   bool
 	orphanKeys []string      // keyring entries of intents that were pending when the app stopped
@@ -129,7 +142,7 @@ func (l *lane) close() { l.once.Do(func() { close(l.stop) }) }
 
 // item is a queued event and its JSON, encoded once for every subscription.
 type item struct {
-	ev   Event
+	ev   events.Event
 	body []byte
 }
 
@@ -200,16 +213,16 @@ type DeadLetter struct {
 
 const keepDeadLetters = 10
 
-// NewHub builds the hub, loads the saved subscriptions (secrets are read from the keyring later,
+// New builds the hub, loads the saved subscriptions (secrets are read from the keyring later,
 // when first needed, so a locked keyring does not slow the start) and subscribes to the bus, so
 // that nothing published before Run is missed. A subscription that was still pending when the
 // app stopped becomes failed.
-func NewHub(ctx context.Context, cfg HubConfig) (*Hub, error) {
+func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if cfg.Bus == nil {
-		return nil, errors.New("events: the hub needs a bus")
+		return nil, errors.New("webhooks: the hub needs a bus")
 	}
 	if cfg.Secrets == nil {
-		return nil, errors.New("events: the hub needs a secrets store")
+		return nil, errors.New("webhooks: the hub needs a secrets store")
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -221,8 +234,6 @@ func NewHub(ctx context.Context, cfg HubConfig) (*Hub, error) {
 	def(&cfg.DeliveryTimeout, 10*time.Second)
 	def(&cfg.RetryBase, 2*time.Second)
 	def(&cfg.RetryMax, 5*time.Minute)
-	def(&cfg.Heartbeat, 15*time.Second)
-	def(&cfg.TicketTTL, 60*time.Second)
 	def(&cfg.LeaseCheck, 30*time.Second)
 	if cfg.DefaultLease > cfg.MaxLease {
 		cfg.DefaultLease = cfg.MaxLease
@@ -243,20 +254,18 @@ func NewHub(ctx context.Context, cfg HubConfig) (*Hub, error) {
 		cfg: cfg, bus: cfg.Bus, log: cfg.Log, now: cfg.Now,
 		topics:     map[string]bool{},
 		jobs:       make(chan job, 64),
-		done:       make(chan struct{}),
 		subs:       map[string]*sub{},
 		byCallback: map[string]*sub{},
-		tickets:    map[[32]byte]ticket{},
 		change:     make(chan struct{}),
 	}
-	for _, t := range append(Topics(), cfg.ExtraTopics...) {
+	for _, t := range append(events.Topics(), cfg.ExtraTopics...) {
 		h.topics[t] = true
 	}
 	h.plain, h.tls = newClients(cfg.RootCAs)
 	if err := h.load(ctx); err != nil {
 		return nil, err
 	}
-	h.in = h.bus.subscribe(4096, nil)
+	h.in, h.stopIn = h.bus.SubscribeBuffer(4096)
 	return h, nil
 }
 
@@ -265,7 +274,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.mu.Lock()
 	if h.runCtx != nil {
 		h.mu.Unlock()
-		return errors.New("events: the hub is already running")
+		return errors.New("webhooks: the hub is already running")
 	}
 	h.runCtx = ctx
 	for _, s := range h.subs {
@@ -288,8 +297,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	}()
 	h.mu.Unlock()
 
-	in := h.in
-	defer h.bus.unsubscribe(in)
+	defer h.stopIn()
 	tick := time.NewTicker(h.cfg.LeaseCheck)
 	defer tick.Stop()
 	h.sweep(ctx)
@@ -298,7 +306,7 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
-		case ev, ok := <-in.ch:
+		case ev, ok := <-h.in:
 			if !ok {
 				break loop
 			}
@@ -310,7 +318,6 @@ loop:
 	h.mu.Lock()
 	h.stopping = true
 	h.mu.Unlock()
-	close(h.done)
 	h.wg.Wait()
 	// Intents nobody verified: their new secrets go (a new subscription's row becomes failed at
 	// the next start).
@@ -349,10 +356,10 @@ func (h *Hub) startWorkerLocked(id string, l *lane) {
 }
 
 // dispatch queues ev for every active subscription to its topic.
-func (h *Hub) dispatch(ctx context.Context, ev Event) {
+func (h *Hub) dispatch(ctx context.Context, ev events.Event) {
 	now := h.now()
 	var expired []string
-	it := item{ev: ev}
+	full, withheld := item{ev: ev}, item{ev: ev}
 	h.mu.Lock()
 	for _, s := range h.subs {
 		if s.state != StateActive || s.lane == nil || !contains(s.events, ev.Event) {
@@ -362,10 +369,18 @@ func (h *Hub) dispatch(ctx context.Context, ev Event) {
 			expired = append(expired, s.id)
 			continue
 		}
-		if it.body == nil {
-			it.body, _ = json.Marshal(ev)
+		it := &full
+		if !s.allow {
+			it = &withheld // file names can name a diagnosis: only for subscribers allowed content
 		}
-		if s.lane.push(it) {
+		if it.body == nil {
+			e := ev
+			if !s.allow {
+				e = withholdNames(ev)
+			}
+			it.body, _ = json.Marshal(e)
+		}
+		if s.lane.push(*it) {
 			s.dropped++
 		}
 	}
@@ -375,7 +390,7 @@ func (h *Hub) dispatch(ctx context.Context, ev Event) {
 	}
 }
 
-// sweep expires subscriptions whose lease ended and forgets used-up tickets.
+// sweep expires subscriptions whose lease ended.
 func (h *Hub) sweep(ctx context.Context) {
 	now := h.now()
 	var expired []string
@@ -383,11 +398,6 @@ func (h *Hub) sweep(ctx context.Context) {
 	for _, s := range h.subs {
 		if s.state == StateActive && !now.Before(s.expires) {
 			expired = append(expired, s.id)
-		}
-	}
-	for k, t := range h.tickets {
-		if !now.Before(t.expires) {
-			delete(h.tickets, k)
 		}
 	}
 	h.mu.Unlock()
@@ -438,14 +448,16 @@ func (h *Hub) forgetSecret(ctx context.Context, key string) {
 
 // --- subscribing ------------------------------------------------------------------------------
 
-// requestError is a refusal the API shows as is.
+// requestError is a refusal the API shows as is (httpkit.Fail answers it with its status and code).
 type requestError struct {
 	status int
 	code   string
 	msg    string
 }
 
-func (e *requestError) Error() string { return e.msg }
+func (e *requestError) Error() string     { return e.msg }
+func (e *requestError) HTTPStatus() int   { return e.status }
+func (e *requestError) ErrorCode() string { return e.code }
 
 func badRequest(format string, args ...any) error {
 	return &requestError{http.StatusBadRequest, "bad_request", fmt.Sprintf(format, args...)}
@@ -501,18 +513,9 @@ func loopbackHost(host string) bool {
 }
 
 func (h *Hub) parseEvents(v string) ([]string, error) {
-	var out []string
-	for _, t := range strings.Split(v, ",") {
-		t = strings.TrimSpace(t)
-		if t == "" {
-			continue
-		}
-		if !h.topics[t] {
-			return nil, badRequest("hub.events: %q is not an event this hub publishes (known: %s).", t, strings.Join(h.knownTopics(), ", "))
-		}
-		if !contains(out, t) {
-			out = append(out, t)
-		}
+	out, unknown := events.ParseTopics(v, func(t string) bool { return h.topics[t] })
+	if unknown != "" {
+		return nil, badRequest("hub.events: %q is not an event this hub publishes (known: %s).", unknown, strings.Join(h.knownTopics(), ", "))
 	}
 	if len(out) == 0 {
 		return nil, badRequest("hub.events is required: a comma-separated list such as import.done,sync.done.")
@@ -571,6 +574,9 @@ func (h *Hub) parseSubscribe(callback string, form url.Values) (subscribeRequest
 	case len(secret) < MinSecretLen:
 		return req, badRequest("hub.secret must be at least %d bytes of random text.", MinSecretLen)
 	}
+	if why := secrets.Weak(secret, minSecretBits); why != "" {
+		return req, badRequest("hub.secret is too easy to guess: %s. Use random text, e.g. 32 random bytes in hex.", why)
+	}
 	req.secret = []byte(secret)
 	if req.lease, err = h.grantLease(form.Get("hub.lease_seconds")); err != nil {
 		return req, err
@@ -604,6 +610,11 @@ func (h *Hub) subscribe(ctx context.Context, req subscribeRequest) (Subscription
 	}
 	s := h.byCallback[req.callback]
 	isNew := s == nil
+	if isNew && len(h.subs) >= MaxSubscriptions {
+		h.mu.Unlock()
+		return Subscription{}, &requestError{http.StatusTooManyRequests, "too_many_subscriptions",
+			fmt.Sprintf("The hub already holds %d subscriptions, its limit. Unsubscribe or delete ones you no longer use first.", MaxSubscriptions)}
+	}
 	if isNew {
 		now := h.now()
 		s = &sub{id: "sub_" + randHex(10), callback: req.callback, events: req.events, state: StatePending, lease: req.lease,
@@ -980,4 +991,49 @@ func appendQuery(u string, q url.Values) string {
 		}
 	}
 	return u + sep + q.Encode()
+}
+
+// withholdNames removes what an event says of the user's file names (import.done carries the
+// import --json object: each file's name, skipped resources' files, warnings that quote them) for
+// a subscriber the user has not allowed content: files become "file 1", "file 2"...
+func withholdNames(ev events.Event) events.Event {
+	if ev.Event != "import.done" {
+		return ev
+	}
+	var data map[string]any
+	if json.Unmarshal(ev.Data, &data) != nil {
+		return ev
+	}
+	names := map[string]string{}
+	alias := func(v any) any {
+		name, _ := v.(string)
+		if name == "" {
+			return v
+		}
+		if a, ok := names[name]; ok {
+			return a
+		}
+		names[name] = fmt.Sprintf("file %d", len(names)+1)
+		return names[name]
+	}
+	for _, key := range []string{"sources", "skipped"} {
+		list, _ := data[key].([]any)
+		for _, x := range list {
+			if m, ok := x.(map[string]any); ok {
+				if _, has := m["file"]; has {
+					m["file"] = alias(m["file"])
+				}
+				delete(m, "resource")
+			}
+		}
+	}
+	if w, ok := data["warnings"].([]any); ok && len(w) > 0 {
+		data["warnings"] = []string{fmt.Sprintf("%d warnings (withheld: they name files)", len(w))}
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return ev
+	}
+	ev.Data = raw
+	return ev
 }

@@ -1,8 +1,9 @@
-package events
+package webhooks
 
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/hex"
@@ -16,8 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fastenhealth/fasten-desktop/internal/api"
+	"github.com/fastenhealth/fasten-desktop/internal/events"
 	"github.com/fastenhealth/fasten-desktop/internal/guard"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 )
 
 const secretA = "a-random-secret-for-subscriber-A-0123456789"
@@ -42,11 +44,11 @@ func TestSubscribeVerifyAndSignedDelivery(t *testing.T) {
 		t.Fatalf("active subscription %+v", sub)
 	}
 
-	e.bus.Publish(TopicSourceStatus, SourceStatus{SourceID: 1, Status: "ok"}) // not subscribed
-	e.bus.Publish(TopicImportDone, map[string]any{"source_id": 7, "counts": map[string]int{"Observation": 3}})
+	e.bus.Publish(events.TopicSourceStatus, events.SourceStatus{SourceID: 1, Status: "ok"}) // not subscribed
+	e.bus.Publish(events.TopicImportDone, map[string]any{"source_id": 7, "counts": map[string]int{"Observation": 3}})
 	d := s.next(t)
 	ev, data := decodeEvent(t, d.body)
-	if ev.Event != TopicImportDone || ev.ID == "" || ev.Timestamp.IsZero() || data["source_id"] != 7.0 {
+	if ev.Event != events.TopicImportDone || ev.ID == "" || ev.Timestamp.IsZero() || data["source_id"] != 7.0 {
 		t.Fatalf("delivered %s", d.body)
 	}
 	var raw map[string]json.RawMessage
@@ -132,7 +134,7 @@ func TestVerificationOutcomes(t *testing.T) {
 	}
 	// A failed subscription receives nothing: after the active one got the event, none of the
 	// failed ones has (dispatch handles every subscription before the next event).
-	e.bus.Publish(TopicImportDone, map[string]int{"source_id": 1})
+	e.bus.Publish(events.TopicImportDone, map[string]int{"source_id": 1})
 	subs[0].next(t)
 	for i, s := range subs[1:] {
 		if s.postCount() != 0 {
@@ -216,9 +218,9 @@ func TestHTTPSCallbackAccepted(t *testing.T) {
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	t.Cleanup(tlsSrv.Close)
 	s.url = tlsSrv.URL + "/hook"
-	e := newEnv(t, func(c *HubConfig) { c.RootCAs = tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs })
+	e := newEnv(t, func(c *Config) { c.RootCAs = tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs })
 	e.activate(s, "sync.done")
-	e.bus.Publish(TopicSyncDone, SyncDone{SourceID: 3, Added: 2})
+	e.bus.Publish(events.TopicSyncDone, events.SyncDone{SourceID: 3, Added: 2})
 	d := s.next(t)
 	if !d.valid {
 		t.Fatal("bad signature over https")
@@ -239,7 +241,11 @@ func TestSecretRules(t *testing.T) {
 		{"500 bytes", strings.Repeat("s", 500), http.StatusBadRequest},
 		{"too short", "short", http.StatusBadRequest},
 		{"used by another subscription", secretA, http.StatusConflict},
-		{"199 bytes", strings.Repeat("t", 199), http.StatusAccepted},
+		{"199 bytes", randomText(199), http.StatusAccepted},
+		// Issue 14.19: long enough but guessable.
+		{"one character repeated", strings.Repeat("t", 64), http.StatusBadRequest},
+		{"a sequence", "abcdefghijklmnopqrstuvwxyz", http.StatusBadRequest},
+		{"two characters in turn", strings.Repeat("ab", 20), http.StatusBadRequest},
 	}
 	for _, c := range cases {
 		s := newSubscriber(t, c.secret)
@@ -288,7 +294,7 @@ func TestOtherParameters(t *testing.T) {
 			t.Errorf("%s: %d %v, want %d", c.name, code, body, c.want)
 		}
 	}
-	r := httptest.NewRequest("POST", api.Prefix+"/hub", strings.NewReader(`{"hub.mode":"subscribe"}`))
+	r := httptest.NewRequest("POST", httpkit.Prefix+"/hub", strings.NewReader(`{"hub.mode":"subscribe"}`))
 	r.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
 	e.handler.ServeHTTP(w, r)
@@ -320,14 +326,14 @@ func TestKeyringUnavailableRefusesSubscribing(t *testing.T) {
 }
 
 // TestSubscribingNeedsTheToken puts the routes behind the serve-mode guard, configured the way
-// serve mode wires it (the hub's ticket check in Open).
+// serve mode wires it.
 func TestSubscribingNeedsTheToken(t *testing.T) {
 	e := newEnv(t)
 	srv, token := guarded(t, e)
 	s := newSubscriber(t, secretA)
 	form := subscribeForm(s.url, "import.done", s.secret).Encode()
 	for _, auth := range []string{"", "Bearer wrong-token", "Bearer " + token} {
-		req, _ := http.NewRequest("POST", srv.URL+api.Prefix+"/hub", strings.NewReader(form))
+		req, _ := http.NewRequest("POST", srv.URL+httpkit.Prefix+"/hub", strings.NewReader(form))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
@@ -349,7 +355,7 @@ func TestSubscribingNeedsTheToken(t *testing.T) {
 	}
 	e.waitState(s.url, StateActive)
 	// The token in the query string does not count either.
-	resp, err := http.Get(srv.URL + api.Prefix + "/hub/subscriptions?token=" + token)
+	resp, err := http.Get(srv.URL + httpkit.Prefix + "/hub/subscriptions?token=" + token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +367,7 @@ func TestSubscribingNeedsTheToken(t *testing.T) {
 
 func TestLeases(t *testing.T) {
 	exp := time.Time{}
-	e := newEnv(t, func(c *HubConfig) { c.TokenExpiry = func() time.Time { return exp } })
+	e := newEnv(t, func(c *Config) { c.TokenExpiry = func() time.Time { return exp } })
 	cases := []struct {
 		ask, want string
 	}{
@@ -402,12 +408,12 @@ func TestExpiredLeaseStopsDeliveries(t *testing.T) {
 	long := newSubscriber(t, "long-lease-secret-0123456789")
 	e.activate(short, "sync.done", "hub.lease_seconds", "60")
 	e.activate(long, "sync.done")
-	e.bus.Publish(TopicSyncDone, SyncDone{SourceID: 1})
+	e.bus.Publish(events.TopicSyncDone, events.SyncDone{SourceID: 1})
 	short.next(t)
 	long.next(t)
 
 	e.clock.Advance(61 * time.Second)
-	e.bus.Publish(TopicSyncDone, SyncDone{SourceID: 2})
+	e.bus.Publish(events.TopicSyncDone, events.SyncDone{SourceID: 2})
 	long.next(t) // the event has been dispatched to every subscription
 	if short.postCount() != 1 {
 		t.Fatalf("the expired subscription got %d deliveries, want 1", short.postCount())
@@ -459,7 +465,7 @@ func TestRetriesThenDeadLetter(t *testing.T) {
 	s := newSubscriber(t, secretA)
 	e.activate(s, "import.done")
 	s.setPost(func() int { return 500 })
-	e.bus.Publish(TopicImportDone, map[string]int{"source_id": 9})
+	e.bus.Publish(events.TopicImportDone, map[string]int{"source_id": 9})
 	var ids []string
 	for range 3 {
 		ev, _ := decodeEvent(t, s.next(t).body)
@@ -476,10 +482,10 @@ func TestRetriesThenDeadLetter(t *testing.T) {
 		t.Fatalf("last error %q", got.LastError)
 	}
 	// Dead: no more deliveries.
-	e.bus.Publish(TopicImportDone, map[string]int{"source_id": 10})
+	e.bus.Publish(events.TopicImportDone, map[string]int{"source_id": 10})
 	control := newSubscriber(t, "control-secret-0123456789")
 	e.activate(control, "import.done")
-	e.bus.Publish(TopicImportDone, map[string]int{"source_id": 11})
+	e.bus.Publish(events.TopicImportDone, map[string]int{"source_id": 11})
 	control.next(t)
 	if s.postCount() != 3 {
 		t.Fatalf("%d posts to a dead subscription, want 3", s.postCount())
@@ -501,7 +507,7 @@ func TestGoneEndsSubscription(t *testing.T) {
 	s := newSubscriber(t, secretA)
 	e.activate(s, "import.done")
 	s.setPost(func() int { return http.StatusGone })
-	e.bus.Publish(TopicImportDone, map[string]int{"source_id": 1})
+	e.bus.Publish(events.TopicImportDone, map[string]int{"source_id": 1})
 	s.next(t)
 	if got := e.waitState(s.url, StateDead); !strings.Contains(got.LastError, "410") {
 		t.Fatalf("%+v", got)
@@ -517,7 +523,7 @@ func TestDeliveryRedirectNotFollowed(t *testing.T) {
 	s := newSubscriber(t, "redirecting-secret-0123456789")
 	e.activate(s, "import.done")
 	s.setPost(func() int { return http.StatusTemporaryRedirect })
-	e.bus.Publish(TopicImportDone, map[string]int{"source_id": 1})
+	e.bus.Publish(events.TopicImportDone, map[string]int{"source_id": 1})
 	got := e.waitState(s.url, StateDead)
 	if !strings.Contains(got.LastError, "redirect") {
 		t.Fatalf("%+v", got)
@@ -528,9 +534,9 @@ func TestDeliveryRedirectNotFollowed(t *testing.T) {
 }
 
 func TestResourceInclusionNeedsBothFlags(t *testing.T) {
-	var fetched []ResourceRef
-	e := newEnv(t, func(c *HubConfig) {
-		c.Resource = func(ctx context.Context, ref ResourceRef) (json.RawMessage, error) {
+	var fetched []events.ResourceRef
+	e := newEnv(t, func(c *Config) {
+		c.Resource = func(ctx context.Context, ref events.ResourceRef) (json.RawMessage, error) {
 			fetched = append(fetched, ref)
 			return json.RawMessage(`{"resourceType":"` + ref.Type + `","id":"` + ref.ID + `"}`), nil
 		}
@@ -563,8 +569,8 @@ func TestResourceInclusionNeedsBothFlags(t *testing.T) {
 			}
 		}
 	}
-	e.bus.Publish(TopicResourcesChanged, ResourcesChanged{SourceID: 2, Added: 1, Counts: map[string]int{"Observation": 1},
-		Refs: []ResourceRef{{Type: "Observation", ID: "obs-1", SourceID: 2}}})
+	e.bus.Publish(events.TopicResourcesChanged, events.ResourcesChanged{SourceID: 2, Added: 1, Counts: map[string]int{"Observation": 1},
+		Refs: []events.ResourceRef{{Type: "Observation", ID: "obs-1", SourceID: 2}}})
 	for i, c := range cases {
 		_, data := decodeEvent(t, subs[i].next(t).body)
 		res, has := data["resources"]
@@ -634,7 +640,7 @@ func TestSubscriptionsSurviveRestartWithoutSecretInSQLite(t *testing.T) {
 	if pg := e.sub(p.url); pg.State != StateFailed {
 		t.Fatalf("pending at shutdown is %s", pg.State)
 	}
-	e.bus.Publish(TopicImportDone, map[string]int{"source_id": 4})
+	e.bus.Publish(events.TopicImportDone, map[string]int{"source_id": 4})
 	if d := s.next(t); !d.valid {
 		t.Fatal("after restart the delivery is not signed with the subscriber's secret")
 	}
@@ -693,9 +699,9 @@ func guarded(t *testing.T, e *env) (*httptest.Server, string) {
 	h, err := guard.Wrap(e.handler, guard.Config{
 		Token: token, Port: port,
 		Open: func(r *http.Request) bool {
-			return r.URL.Path == api.Prefix+"/health" || e.hub.TicketRequest(r)
+			return r.URL.Path == httpkit.Prefix+"/health"
 		},
-		FormPaths: []string{api.Prefix + "/hub"},
+		FormPaths: []string{httpkit.Prefix + "/hub"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -719,7 +725,7 @@ func TestCallbackQueryKept(t *testing.T) {
 	if q.Get("user") != "me" || q["hub.mode"][0] != "mine" || q["hub.mode"][1] != "subscribe" || q.Get("hub.challenge") == "" {
 		t.Fatalf("verification query %v", q)
 	}
-	e.bus.Publish(TopicImportDone, 1)
+	e.bus.Publish(events.TopicImportDone, 1)
 	if d := s.next(t); !d.valid {
 		t.Fatal("delivery to a callback with a query")
 	}
@@ -727,7 +733,7 @@ func TestCallbackQueryKept(t *testing.T) {
 
 // TestSlowCallbackQueueDropsOldest: a callback that stalls keeps the newest QueueSize events.
 func TestSlowCallbackQueueDropsOldest(t *testing.T) {
-	e := newEnv(t, func(c *HubConfig) { c.QueueSize = 2 })
+	e := newEnv(t, func(c *Config) { c.QueueSize = 2 })
 	slow := newSubscriber(t, secretA)
 	control := newSubscriber(t, "control-secret-0123456789")
 	e.activate(slow, "import.done")
@@ -736,12 +742,12 @@ func TestSlowCallbackQueueDropsOldest(t *testing.T) {
 	inPost := make(chan struct{}, 8)
 	slow.setPost(func() int { inPost <- struct{}{}; <-release; return 204 })
 
-	e.bus.Publish(TopicImportDone, map[string]int{"n": 1})
+	e.bus.Publish(events.TopicImportDone, map[string]int{"n": 1})
 	<-inPost // event 1 is being delivered; the queue is empty
 	for n := 2; n <= 5; n++ {
-		e.bus.Publish(TopicImportDone, map[string]int{"n": n})
+		e.bus.Publish(events.TopicImportDone, map[string]int{"n": n})
 	}
-	e.bus.Publish(TopicSyncDone, SyncDone{SourceID: 1}) // dispatched after events 2..5
+	e.bus.Publish(events.TopicSyncDone, events.SyncDone{SourceID: 1}) // dispatched after events 2..5
 	control.next(t)
 	close(release)
 	var got []int
@@ -755,4 +761,11 @@ func TestSlowCallbackQueueDropsOldest(t *testing.T) {
 	if d := e.sub(slow.url).Dropped; d != 2 {
 		t.Fatalf("dropped %d, want 2", d)
 	}
+}
+
+// randomText is n characters of random hex.
+func randomText(n int) string {
+	b := make([]byte, (n+1)/2)
+	rand.Read(b)
+	return hex.EncodeToString(b)[:n]
 }

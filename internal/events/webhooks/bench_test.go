@@ -1,4 +1,4 @@
-package events
+package webhooks
 
 import (
 	"context"
@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fastenhealth/fasten-desktop/internal/api"
+	"github.com/fastenhealth/fasten-desktop/internal/events"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets/secretstest"
 )
 
@@ -25,7 +26,7 @@ import (
 //   - window=64: a sustained stream, for throughput.
 //
 // Reported: events/s (each delivered to all 100), deliveries/s, and the Publish-to-handler latency
-// p50/p99 in microseconds. Run: go test -run '^$' -bench Hub100 -benchtime 300x ./internal/events/
+// p50/p99 in microseconds. Run: go test -run '^$' -bench Hub100 -benchtime 300x ./internal/events/webhooks/
 func BenchmarkHub100Subscribers(b *testing.B) {
 	for _, c := range []struct{ subs, window int }{{1, 1}, {100, 1}, {100, 64}} {
 		b.Run(fmt.Sprintf("subs=%d/window=%d", c.subs, c.window), func(b *testing.B) { benchHub(b, c.subs, c.window) })
@@ -33,8 +34,8 @@ func BenchmarkHub100Subscribers(b *testing.B) {
 }
 
 func benchHub(b *testing.B, n, window int) {
-	bus := NewBus(BusOptions{})
-	h, err := NewHub(context.Background(), HubConfig{Bus: bus, DB: openDB(b), Secrets: secretstest.New(), QueueSize: 1024})
+	bus := events.NewBus(events.BusOptions{})
+	h, err := New(context.Background(), Config{Bus: bus, DB: openDB(b), Secrets: secretstest.New(), QueueSize: 1024})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -42,9 +43,7 @@ func benchHub(b *testing.B, n, window int) {
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	srv := api.New(api.Config{})
-	srv.Add(h.Routes()...)
-	handler := srv.Handler()
+	handler := serveRoutes(h.Routes())
 
 	var (
 		mu        sync.Mutex
@@ -62,7 +61,7 @@ func benchHub(b *testing.B, n, window int) {
 			}
 			body, _ := io.ReadAll(r.Body)
 			now := time.Now()
-			var ev Event
+			var ev events.Event
 			json.Unmarshal(body, &ev)
 			ok := VerifySignature([]byte(secret), body, r.Header.Get("X-Hub-Signature"))
 			w.WriteHeader(204)
@@ -80,7 +79,7 @@ func benchHub(b *testing.B, n, window int) {
 		}))
 		defer ts.Close()
 		form := url.Values{"hub.mode": {"subscribe"}, "hub.callback": {ts.URL + "/hook"}, "hub.events": {"resources.changed"}, "hub.secret": {secret}}
-		r := httptest.NewRequest("POST", api.Prefix+"/hub", strings.NewReader(form.Encode()))
+		r := httptest.NewRequest("POST", httpkit.Prefix+"/hub", strings.NewReader(form.Encode()))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		w := httptest.NewRecorder()
 		handler.ServeHTTP(w, r)
@@ -115,7 +114,7 @@ func benchHub(b *testing.B, n, window int) {
 			<-complete
 			inFlight--
 		}
-		bus.Publish(TopicResourcesChanged, ResourcesChanged{SourceID: 1, Added: i, Counts: map[string]int{"Observation": i}})
+		bus.Publish(events.TopicResourcesChanged, events.ResourcesChanged{SourceID: 1, Added: i, Counts: map[string]int{"Observation": i}})
 		inFlight++
 	}
 	for ; inFlight > 0; inFlight-- {

@@ -1,10 +1,13 @@
-package backend
+// Package prefs is the preferences feature: the user's choices about running in the background
+// (start at login, how often connected providers are synced), served at /preferences. Both live
+// in the settings file; the login entry itself (internal/autostart) is the truth about start at
+// login. It is constructed with its dependencies (settings store, login entry, a function that
+// applies a new interval to the running syncer) and knows nothing of the syncer itself.
+package prefs
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -16,9 +19,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fastenhealth/fasten-desktop/internal/api"
 	"github.com/fastenhealth/fasten-desktop/internal/autostart"
 	"github.com/fastenhealth/fasten-desktop/internal/config"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 	"github.com/fastenhealth/fasten-desktop/internal/paths"
 )
 
@@ -41,16 +44,16 @@ type LoginItem interface {
 	Enabled() bool
 }
 
-// PreferencesOptions are the dependencies of a Preferences.
-type PreferencesOptions struct {
+// Options are the dependencies of a Preferences.
+type Options struct {
 	Config *config.Store // required
 	// Login is the login entry; nil means starting at login is not possible here, and
 	// LoginUnsupported says why (a sentence for the user).
 	Login            LoginItem
 	LoginUnsupported string
-	// ApplyInterval changes the running syncer's interval and reports whether it could; nil or
-	// false: the new interval applies from the next start.
-	ApplyInterval func(time.Duration) bool
+	// ApplyInterval changes the running syncer's interval at once (syncer.Syncer.SetInterval);
+	// nil: a new interval applies from the next start.
+	ApplyInterval func(time.Duration)
 	// ActiveInterval is the interval the running syncer uses (the one it was started with).
 	ActiveInterval time.Duration
 	Log            *slog.Logger
@@ -60,15 +63,15 @@ type PreferencesOptions struct {
 // how often connected providers are synced. Both live in the settings file; the login entry
 // itself (internal/autostart) is the truth about start at login.
 type Preferences struct {
-	opt PreferencesOptions
+	opt Options
 	log *slog.Logger
 
 	mu     sync.Mutex // one change at a time; guards active
 	active time.Duration
 }
 
-// NewPreferences returns a Preferences.
-func NewPreferences(opt PreferencesOptions) *Preferences {
+// New returns a Preferences.
+func New(opt Options) *Preferences {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
@@ -78,8 +81,8 @@ func NewPreferences(opt PreferencesOptions) *Preferences {
 	return &Preferences{opt: opt, log: opt.Log, active: opt.ActiveInterval}
 }
 
-// PreferencesView is what GET /preferences answers.
-type PreferencesView struct {
+// View is what GET /preferences answers.
+type View struct {
 	// Autostart: the login entry exists (not merely what the settings file remembers).
 	Autostart          bool   `json:"autostart"`
 	AutostartSupported bool   `json:"autostart_supported"`
@@ -94,22 +97,25 @@ type PreferencesView struct {
 	SyncIntervalMax     string   `json:"sync_interval_max"`
 }
 
-// PreferencesPatch is the body of PATCH /preferences; absent fields are left alone.
-type PreferencesPatch struct {
+// Patch is the body of PATCH /preferences; absent fields are left alone.
+type Patch struct {
 	Autostart *bool `json:"autostart"`
 	// SyncInterval is a Go duration ("6h", "90m") or a number of days ("1d", "7d"), from 1 hour
 	// to 7 days; "" goes back to the default.
 	SyncInterval *string `json:"sync_interval"`
 }
 
-// PreferencesError is a refused change; Status and Code are for the API, Error() is the sentence.
-type PreferencesError struct {
+// Error is a refused change; Status and Code are for the API (httpkit.Fail), Error() is the
+// sentence for the user.
+type Error struct {
 	Status int
 	Code   string
 	Msg    string
 }
 
-func (e *PreferencesError) Error() string { return e.Msg }
+func (e *Error) Error() string     { return e.Msg }
+func (e *Error) HTTPStatus() int   { return e.Status }
+func (e *Error) ErrorCode() string { return e.Code }
 
 // ParseSyncInterval reads an interval as the API accepts it: a Go duration or "<n>d", within
 // MinSyncInterval..MaxSyncInterval. The error is a sentence for the user.
@@ -161,10 +167,10 @@ func FormatSyncInterval(d time.Duration) string {
 }
 
 // Get returns the current preferences.
-func (p *Preferences) Get() (PreferencesView, error) {
+func (p *Preferences) Get() (View, error) {
 	cfg, err := p.opt.Config.Load()
 	if err != nil {
-		return PreferencesView{}, err
+		return View{}, err
 	}
 	p.mu.Lock()
 	active := p.active
@@ -172,8 +178,8 @@ func (p *Preferences) Get() (PreferencesView, error) {
 	return p.view(cfg, active), nil
 }
 
-func (p *Preferences) view(cfg config.Config, active time.Duration) PreferencesView {
-	v := PreferencesView{
+func (p *Preferences) view(cfg config.Config, active time.Duration) View {
+	v := View{
 		AutostartSupported:  p.opt.Login != nil,
 		AutostartNote:       p.opt.LoginUnsupported,
 		SyncInterval:        FormatSyncInterval(cfg.SyncEvery()),
@@ -198,20 +204,20 @@ func (p *Preferences) view(cfg config.Config, active time.Duration) PreferencesV
 // Update applies a change: nothing is changed when any part of it is refused. Turning start at
 // login on or off registers or removes the login entry, then records the choice in the
 // settings file (the entry is put back as it was if the file cannot be written).
-func (p *Preferences) Update(patch PreferencesPatch) (PreferencesView, error) {
+func (p *Preferences) Update(patch Patch) (View, error) {
 	if patch.Autostart == nil && patch.SyncInterval == nil {
-		return PreferencesView{}, &PreferencesError{http.StatusBadRequest, "bad_request", `Nothing to change: send {"autostart": true|false} and/or {"sync_interval": "12h"}.`}
+		return View{}, &Error{http.StatusBadRequest, "bad_request", `Nothing to change: send {"autostart": true|false} and/or {"sync_interval": "12h"}.`}
 	}
 	var interval time.Duration // 0: back to the default
 	if patch.SyncInterval != nil && strings.TrimSpace(*patch.SyncInterval) != "" {
 		d, err := ParseSyncInterval(*patch.SyncInterval)
 		if err != nil {
-			return PreferencesView{}, &PreferencesError{http.StatusBadRequest, "invalid_sync_interval", err.Error()}
+			return View{}, &Error{http.StatusBadRequest, "invalid_sync_interval", err.Error()}
 		}
 		interval = d
 	}
 	if patch.Autostart != nil && *patch.Autostart && p.opt.Login == nil {
-		return PreferencesView{}, &PreferencesError{http.StatusConflict, "autostart_unsupported", p.opt.LoginUnsupported}
+		return View{}, &Error{http.StatusConflict, "autostart_unsupported", p.opt.LoginUnsupported}
 	}
 
 	p.mu.Lock()
@@ -228,13 +234,13 @@ func (p *Preferences) Update(patch PreferencesPatch) (PreferencesView, error) {
 		}
 		if err != nil {
 			if errors.Is(err, autostart.ErrUnsupported) {
-				return PreferencesView{}, &PreferencesError{http.StatusConflict, "autostart_unsupported", err.Error() + "."}
+				return View{}, &Error{http.StatusConflict, "autostart_unsupported", err.Error() + "."}
 			}
 			verb := "register Fasten to start when you log in"
 			if !on {
 				verb = "remove Fasten from the programs that start when you log in"
 			}
-			return PreferencesView{}, &PreferencesError{http.StatusInternalServerError, "autostart_failed", fmt.Sprintf("Could not %s: %v", verb, err)}
+			return View{}, &Error{http.StatusInternalServerError, "autostart_failed", fmt.Sprintf("Could not %s: %v", verb, err)}
 		}
 		if was != on {
 			undo = func() {
@@ -260,11 +266,12 @@ func (p *Preferences) Update(patch PreferencesPatch) (PreferencesView, error) {
 	})
 	if err != nil {
 		undo()
-		return PreferencesView{}, fmt.Errorf("save the preferences: %w", err)
+		return View{}, fmt.Errorf("save the preferences: %w", err)
 	}
 	if patch.SyncInterval != nil {
 		d := cfg.SyncEvery()
-		if p.opt.ApplyInterval != nil && p.opt.ApplyInterval(d) {
+		if p.opt.ApplyInterval != nil {
+			p.opt.ApplyInterval(d)
 			p.active = d
 		}
 		p.log.Info("sync interval changed", "interval", FormatSyncInterval(d), "active", FormatSyncInterval(p.active))
@@ -275,13 +282,13 @@ func (p *Preferences) Update(patch PreferencesPatch) (PreferencesView, error) {
 	return p.view(cfg, p.active), nil
 }
 
-// Routes are the preferences endpoints, relative to api.Prefix:
+// Routes are the preferences endpoints, relative to httpkit.Prefix:
 //
-//	GET   /preferences  200 PreferencesView
-//	PATCH /preferences  {autostart?, sync_interval?} 200 PreferencesView; 400 invalid_sync_interval
+//	GET   /preferences  200 View
+//	PATCH /preferences  {autostart?, sync_interval?} 200 View; 400 invalid_sync_interval
 //	                    or bad_request; 409 autostart_unsupported; 500 autostart_failed
-func (p *Preferences) Routes() []api.Route {
-	return []api.Route{
+func (p *Preferences) Routes() []httpkit.Route {
+	return []httpkit.Route{
 		{Method: http.MethodGet, Path: "/preferences", Handler: p.getPreferences},
 		{Method: http.MethodPatch, Path: "/preferences", Handler: p.patchPreferences},
 	}
@@ -290,74 +297,44 @@ func (p *Preferences) Routes() []api.Route {
 func (p *Preferences) getPreferences(w http.ResponseWriter, r *http.Request) {
 	v, err := p.Get()
 	if err != nil {
-		p.fail(w, r, err)
+		httpkit.Fail(w, r, p.log, err)
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, v)
+	httpkit.WriteJSON(w, http.StatusOK, v)
 }
 
 func (p *Preferences) patchPreferences(w http.ResponseWriter, r *http.Request) {
-	var patch PreferencesPatch
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<10))
-	if err == nil {
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err = dec.Decode(&patch); err == nil && dec.More() {
-			err = errors.New("trailing data")
-		}
-	}
-	if err != nil {
-		api.WriteError(w, http.StatusBadRequest, "bad_request", `Send JSON such as {"autostart": true} or {"sync_interval": "6h"}.`)
+	var patch Patch
+	if err := httpkit.DecodeJSON(r, &patch, 4<<10, false); err != nil {
+		httpkit.Fail(w, r, p.log, err)
 		return
 	}
 	v, err := p.Update(patch)
 	if err != nil {
-		p.fail(w, r, err)
+		httpkit.Fail(w, r, p.log, err)
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, v)
+	httpkit.WriteJSON(w, http.StatusOK, v)
 }
 
-func (p *Preferences) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var pe *PreferencesError
-	if errors.As(err, &pe) {
-		if pe.Status >= 500 {
-			p.log.Warn("preferences request failed", "method", r.Method, "code", pe.Code, "err", err)
-		}
-		api.WriteError(w, pe.Status, pe.Code, pe.Msg)
-		return
-	}
-	p.log.Error("preferences request failed", "method", r.Method, "err", err)
-	api.WriteError(w, http.StatusInternalServerError, "internal", "Something went wrong on our side: "+err.Error())
-}
-
-// intervalSetter is what the syncer offers when its interval can change while it runs.
-type intervalSetter interface {
-	SetInterval(time.Duration)
-}
-
-// PreferenceRoutes builds this backend's Preferences (the login entry runs this program with
-// --background, and with --data-dir when the data folder is not the default one) and returns its
-// routes, for b.API.Add. Open calls it once.
-func (b *Backend) PreferenceRoutes() []api.Route {
-	cfg, _ := b.Config.Load() // a damaged file was reported by Open already
-	opt := PreferencesOptions{Config: b.Config, ActiveInterval: cfg.SyncEvery(), Log: b.Log.With("part", "preferences")}
-	if s, ok := any(b.Syncer).(intervalSetter); ok && b.Syncer != nil {
-		opt.ApplyInterval = func(d time.Duration) bool { s.SetInterval(d); return true }
-	}
+// LoginEntry is the start-at-login entry of this program for the data folder dataDir (the entry
+// runs this program with --background, and with --data-dir when dataDir is not the default
+// folder), or nil and the reason (a sentence for the user) when this build or system cannot
+// start at login. For Options.Login and Options.LoginUnsupported.
+func LoginEntry(dataDir string) (LoginItem, string) {
 	info, _ := debug.ReadBuildInfo()
 	var settings []debug.BuildSetting
 	if info != nil {
 		settings = info.Settings
 	}
 	if ok, why := LoginSupport(runtime.GOOS, settings); !ok {
-		opt.LoginUnsupported = why
-	} else if cmd, err := autostart.Command(); err != nil {
-		opt.LoginUnsupported = "Fasten cannot find its own program file, so it cannot register itself to start at login: " + err.Error()
-	} else {
-		opt.Login = autostart.New("fasten-desktop", "Fasten Desktop", LoginCommand(cmd, b.Dirs.Data, defaultDataDir()))
+		return nil, why
 	}
-	return NewPreferences(opt).Routes()
+	cmd, err := autostart.Command()
+	if err != nil {
+		return nil, "Fasten cannot find its own program file, so it cannot register itself to start at login: " + err.Error()
+	}
+	return autostart.New("fasten-desktop", "Fasten Desktop", LoginCommand(cmd, dataDir, defaultDataDir())), ""
 }
 
 // LoginCommand is the login entry's command line: cmd (the program and --background) plus
