@@ -83,7 +83,8 @@ func (s *Service) Create(ctx context.Context, profileID int64, res map[string]an
 	id := newUUID()
 	var out Result
 	err := s.store.WriteTx(ctx, func(tx *sql.Tx) error {
-		if _, err := s.store.ProfileTx(ctx, tx, profileID); err != nil {
+		// A person that is shown (not merged away, not a pending sign-in's placeholder).
+		if err := s.store.CheckProfile(ctx, tx, profileID); err != nil {
 			return err
 		}
 		srcID, err := s.store.SelfSource(ctx, tx, profileID)
