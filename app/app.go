@@ -165,6 +165,54 @@ func (s *Shell) SaveExport(sourceID, profileID int64) (string, error) {
 	return path, nil
 }
 
+// SaveDocument asks where to save a document the page already holds (the International Patient
+// Summary, as JSON) with the system's save dialog and writes it atomically. It returns the path,
+// or "" when the person cancelled.
+func (s *Shell) SaveDocument(defaultName, content string) (string, error) {
+	if s.ctx == nil {
+		return "", errors.New("the window is not ready yet")
+	}
+	path, err := runtime.SaveFileDialog(s.ctx, runtime.SaveDialogOptions{
+		Title:           "Save the summary",
+		DefaultFilename: filepath.Base(defaultName),
+		Filters:         []runtime.FileFilter{{DisplayName: "FHIR document (*.json)", Pattern: "*.json"}},
+	})
+	if err != nil || path == "" {
+		return "", err
+	}
+	if err := writeAtomic(path, []byte(content)); err != nil {
+		return "", err
+	}
+	s.log.Info("document saved")
+	return path, nil
+}
+
+func writeAtomic(path string, data []byte) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("could not write to %s: %w", filepath.Dir(path), err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(data); err != nil {
+		return fmt.Errorf("could not write %s: %w", path, err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("could not write %s: %w", path, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("could not write %s: %w", path, err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("could not save %s: %w", path, err)
+	}
+	return nil
+}
+
 func exportTo(ctx context.Context, b *backend.Backend, path string, f records.Filter) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

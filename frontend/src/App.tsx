@@ -18,12 +18,16 @@ import { PersonSwitcher } from './components/PersonSwitcher';
 import { SearchView } from './views/Search';
 import { Onboarding } from './views/Onboarding';
 import { Loading } from './components/common';
+import { OwnEntries } from './own/OwnEntries';
+import { PrintSummary } from './own/PrintSummary';
 
 const NAV: { path: string; label: string }[] = [
   { path: '/', label: 'Dashboard' },
   { path: '/timeline', label: 'Timeline' },
   { path: '/records', label: 'Records' },
   { path: '/labs', label: 'Labs' },
+  { path: '/entries', label: 'My entries' },
+  { path: '/summary', label: 'Summary' },
   { path: '/sources', label: 'Sources' },
   { path: '/import', label: 'Import' },
   { path: '/people', label: 'People' },
@@ -197,6 +201,10 @@ function View({ route, imports }: { route: Route; imports: ImportQueue }) {
       return <Settings />;
     case 'search':
       return <SearchView route={route} />;
+    case 'entries':
+      return <OwnEntries />;
+    case 'summary':
+      return <PrintSummary />;
     default:
       return (
         <div className="page">

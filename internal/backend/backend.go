@@ -29,6 +29,8 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 	"github.com/fastenhealth/fasten-desktop/internal/installation"
+	"github.com/fastenhealth/fasten-desktop/internal/ips"
+	"github.com/fastenhealth/fasten-desktop/internal/own"
 	"github.com/fastenhealth/fasten-desktop/internal/owner"
 	"github.com/fastenhealth/fasten-desktop/internal/paths"
 	"github.com/fastenhealth/fasten-desktop/internal/people"
@@ -247,6 +249,8 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 	for _, f := range []interface{ Routes() []httpkit.Route }{b.People, b.Installation, b.Syncer, b.Connect, b.Stream, b.Hub, b.Prefs} {
 		b.API.Add(f.Routes()...)
 	}
+	b.API.Add(ips.NewBuilder(b.Store, nil).Routes(b.Log.With("part", "ips"))...)
+	b.API.Add(own.New(own.Options{Store: b.Store, Log: b.Log.With("part", "own"), Events: b.Bus}).Routes()...)
 	return b, nil
 }
 

@@ -79,8 +79,10 @@ type Source struct {
 	UpdatedAt     string         `json:"updated_at"`
 	ResourceCount int            `json:"resource_count"`
 	Counts        map[string]int `json:"counts,omitempty"`
-	ContentHash   string         `json:"-"`
-	SyncState     string         `json:"-"`
+	// Self: the person's own entries ("Entered by me"); only their records can be changed.
+	Self        bool   `json:"self"`
+	ContentHash string `json:"-"`
+	SyncState   string `json:"-"`
 	// Provider sources: the token endpoint recorded at connect (refreshes go only there), the
 	// OAuth client id, whether refreshes go through the Lighthouse, and the keyring key of the
 	// tokens. Never secrets themselves.
@@ -149,6 +151,7 @@ func scanSource(r rowScanner) (Source, error) {
 	err := r.Scan(&src.ID, &src.Kind, &src.Name, &src.Status, &src.ProfileID, &src.PatientID, &src.ProviderID,
 		&src.FHIRBase, &src.Scopes, &src.LastSync, &src.LastError, &src.CreatedAt, &src.UpdatedAt,
 		&src.ContentHash, &src.SyncState, &src.TokenURL, &src.ClientID, &src.Confidential, &src.TokenKey, &src.ResourceCount)
+	src.Self = IsSelfSource(src)
 	return src, err
 }
 

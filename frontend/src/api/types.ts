@@ -26,6 +26,8 @@ export interface Source {
   provider_id?: string | null;
   fhir_base?: string | null;
   scopes?: string | null;
+  /** The person's own entries ("Entered by me"). */
+  self?: boolean;
 }
 
 export interface SourceDetail extends Source {

@@ -13,6 +13,7 @@ import { ConnectButton } from '../components/ConnectDialog';
 import { Household } from '../components/Household';
 import { PersonAvatar } from '../components/PersonSwitcher';
 import type { Profile } from '../api/types';
+import { OwnQuickActions } from '../own/OwnQuickActions';
 
 let readySignalled = false;
 
@@ -60,6 +61,7 @@ export function Dashboard() {
         <PatientBanner patient={summary.patient ?? null} total={total} person={person} />
       )}
       {st.error ? <ErrorMessage error={st.error} onRetry={st.reload} /> : null}
+      {!household && <OwnQuickActions />}
       <CountsGrid counts={counts} />
       <div className="grid">
         <ItemList title="Active problems" items={summary.conditions} empty="No active problems recorded." show="date" moreHref={href('/records/Condition')} />

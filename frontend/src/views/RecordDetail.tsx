@@ -8,6 +8,8 @@ import { codeKey, formatDate, formatDateTime, referenceTarget, referenceText } f
 import { useAsync, useTitle } from '../lib/hooks';
 import { keyFields, resourceTitle, typeInfo } from '../lib/resources';
 import { href } from '../lib/router';
+import { OwnRecordActions } from '../own/OwnRecordActions';
+import { CompositionSections } from '../own/CompositionSections';
 
 export function RecordDetail({ type, id, source }: { type: string; id: string; source: string | null }) {
   const { sources } = useApp();
@@ -38,7 +40,9 @@ export function RecordDetail({ type, id, source }: { type: string; id: string; s
               <span className="muted">From {sourceName(sources, item.source_id)}</span>
             </p>
           </div>
+          <OwnRecordActions item={item} onChanged={st.reload} />
           <Fields resource={item.resource as FhirResource} />
+          {item.type === 'Composition' && <CompositionSections item={item} />}
           {item.type === 'Observation' && codeKey((item.resource as Observation).code) && (item.resource as Observation).valueQuantity && (
             <p>
               <a href={href('/labs', { code: codeKey((item.resource as Observation).code) })}>See this test over time</a>
