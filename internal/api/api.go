@@ -85,6 +85,7 @@ func New(cfg Config) *Server {
 		Route{"GET", "/resources/counts", s.counts},
 		Route{"GET", "/resources", s.listResources},
 		Route{"GET", "/resources/{type}/{id}", s.getResource},
+		Route{"GET", "/resources/{type}/{id}/attachments/{n}", s.getAttachment},
 		Route{"GET", "/timeline", s.timeline},
 		Route{"GET", "/search", s.search},
 		Route{"GET", "/summary", s.summary},
@@ -392,7 +393,7 @@ func (s *Server) getResource(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("%q is not a FHIR resource type.", typ))
 		return
 	}
-	it, err := s.cfg.Store.Get(r.Context(), typ, r.PathValue("id"), src)
+	it, err := s.cfg.Store.Detail(r.Context(), typ, r.PathValue("id"), src)
 	if err != nil {
 		s.fail(w, r, err)
 		return

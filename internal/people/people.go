@@ -129,10 +129,13 @@ type Profile struct {
 	UpdatedAt string  `json:"updated_at"`
 	// ResourceCount is how many records are this person's; SourceCount how many sources hold
 	// some; LastActivity the newest clinical date among them (not in the future).
-	ResourceCount int            `json:"resource_count"`
-	SourceCount   int            `json:"source_count"`
-	LastActivity  *string        `json:"last_activity"`
-	Counts        map[string]int `json:"counts,omitempty"`
+	ResourceCount int     `json:"resource_count"`
+	SourceCount   int     `json:"source_count"`
+	LastActivity  *string `json:"last_activity"`
+	// Deceased is null, the date of death, or true when only that is known (from the person's
+	// Patient records).
+	Deceased any            `json:"deceased"`
+	Counts   map[string]int `json:"counts,omitempty"`
 	// Detail only (GET /profiles/{id}).
 	Patients []PatientLink `json:"patients,omitempty"`
 	Sources  []SourceLink  `json:"sources,omitempty"`
@@ -258,6 +261,9 @@ func (s *Service) List(ctx context.Context, o ListOptions) ([]Profile, error) {
 		out = append(out, p)
 	}
 	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.withDeceased(ctx, out); err != nil {
 		return nil, err
 	}
 	if o.Counts && len(out) > 0 {

@@ -149,7 +149,7 @@ func (s *Store) keyset(ctx context.Context, where string, args []any, col string
 		last := p.Items[limit-1]
 		p.NextCursor = encodeCursor(cursor{K: keys[limit-1], I: last.rowID})
 	}
-	return p, nil
+	return p, s.fillTitles(ctx, p.Items)
 }
 
 // TimelineQuery selects records of all (or some) types by date.
@@ -175,6 +175,8 @@ func (s *Store) Timeline(ctx context.Context, q TimelineQuery) (Page, error) {
 			args = append(args, t)
 		}
 		where += ` AND r.type IN (` + strings.Join(ph, ",") + `)`
+	} else {
+		where += notEventsClause() // directory entries and claims are not events (see timeline.go)
 	}
 	if fts := ftsQuery(q.Q); fts != "" {
 		where += ` AND r.id IN (SELECT rowid FROM resources_fts WHERE resources_fts MATCH ?)`
@@ -211,11 +213,14 @@ func (s *Store) Search(ctx context.Context, q string, f Filter, cur string, limi
 	where := f.where("r.", &args)
 	args = append(args, limit+1, c.O)
 	rows, err := s.db.Read.QueryContext(ctx, `SELECT `+itemCols+` FROM resources_fts JOIN resources r ON r.id = resources_fts.rowid
-		WHERE resources_fts MATCH ?`+where+` ORDER BY bm25(resources_fts, 4.0, 1.0), r.sort_date DESC LIMIT ? OFFSET ?`, args...)
+		WHERE resources_fts MATCH ?`+where+` ORDER BY `+searchRank+`, bm25(resources_fts, 4.0, 1.0), r.sort_date DESC LIMIT ? OFFSET ?`, args...)
 	if err != nil {
 		return Page{}, fmt.Errorf("search: %w", err)
 	}
 	items, err := collect(rows)
+	if err == nil {
+		err = s.fillTitles(ctx, items)
+	}
 	if err != nil {
 		return Page{}, err
 	}
@@ -321,7 +326,11 @@ func (s *Store) Summary(ctx context.Context, f Filter) (Summary, error) {
 			return list(`r.type = 'Condition' AND r.status IN ('active','recurrence','relapse')`, nil, `r.sort_date DESC, r.id DESC`, 100)
 		}},
 		{&sum.Medications, func() ([]Item, error) {
-			return list(`r.type IN ('MedicationRequest','MedicationStatement') AND r.status IN ('active','on-hold','intended')`, nil, `r.sort_date DESC, r.id DESC`, 100)
+			items, err := list(`r.type IN ('MedicationRequest','MedicationStatement') AND r.status IN ('active','on-hold','intended')`, nil, `r.sort_date DESC, r.id DESC`, 100)
+			if err == nil {
+				err = s.fillTitles(ctx, items)
+			}
+			return items, err
 		}},
 		{&sum.Allergies, func() ([]Item, error) {
 			return list(`r.type = 'AllergyIntolerance' AND (r.status IS NULL OR r.status = 'active')`, nil, `r.sort_date DESC, r.id DESC`, 100)
