@@ -129,16 +129,17 @@ type Profile struct {
 	UpdatedAt string  `json:"updated_at"`
 	// ResourceCount is how many records are this person's; SourceCount how many sources hold
 	// some; LastActivity the newest clinical date among them (not in the future).
-	ResourceCount int     `json:"resource_count"`
-	SourceCount   int     `json:"source_count"`
-	LastActivity  *string `json:"last_activity"`
-	// Deceased is null, the date of death, or true when only that is known (from the person's
-	// Patient records).
-	Deceased any            `json:"deceased"`
-	Counts   map[string]int `json:"counts,omitempty"`
+	ResourceCount int            `json:"resource_count"`
+	SourceCount   int            `json:"source_count"`
+	LastActivity  *string        `json:"last_activity"`
+	Counts        map[string]int `json:"counts,omitempty"`
 	// Detail only (GET /profiles/{id}).
 	Patients []PatientLink `json:"patients,omitempty"`
 	Sources  []SourceLink  `json:"sources,omitempty"`
+
+	// Deceased is null, the date of death, or true when only that is known (from the person's
+	// Patient records).
+	Deceased any `json:"deceased"`
 }
 
 // PatientLink is one patient of one source, and whose it is.
