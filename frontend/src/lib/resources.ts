@@ -53,7 +53,7 @@ const TYPES: Record<string, TypeInfo> = {
   Condition: { label: 'Conditions', singular: 'Condition', order: 1 },
   MedicationRequest: { label: 'Medications', singular: 'Medication', order: 2 },
   MedicationStatement: { label: 'Medication statements', singular: 'Medication statement', order: 3 },
-  Observation: { label: 'Labs & observations', singular: 'Observation', order: 4 },
+  Observation: { label: 'Labs & observations', singular: 'Result', order: 4 },
   DiagnosticReport: { label: 'Reports', singular: 'Report', order: 5 },
   Procedure: { label: 'Procedures', singular: 'Procedure', order: 6 },
   Immunization: { label: 'Immunizations', singular: 'Immunization', order: 7 },
@@ -158,7 +158,7 @@ export function summaryValue(item: ResourceItem, locale?: string): string {
     case 'Observation':
       return observationValue(r, locale);
     case 'Condition':
-      return conceptText(r.clinicalStatus);
+      return capitalise(conceptText(r.clinicalStatus));
     case 'AllergyIntolerance':
       return r.criticality ? `${capitalise(r.criticality)} criticality` : conceptText(r.clinicalStatus);
     case 'Encounter':
@@ -259,7 +259,7 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
       push(f, 'Onset', c.onsetDateTime ? d(c.onsetDateTime) : c.onsetString || formatPeriod(c.onsetPeriod, locale));
       push(f, 'Resolved', c.abatementDateTime ? d(c.abatementDateTime) : c.abatementString);
       push(f, 'Recorded', d(c.recordedDate));
-      pushRefs(f, 'Encounter', [c.encounter]);
+      pushRefs(f, 'Visit', [c.encounter]);
       break;
     }
     case 'Observation': {
@@ -276,7 +276,7 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
         push(f, conceptText(c.code) || 'Component', c.valueQuantity ? formatQuantity(c.valueQuantity, locale) : conceptText(c.valueCodeableConcept) || c.valueString);
       }
       pushRefs(f, 'Performer', o.performer);
-      pushRefs(f, 'Encounter', [o.encounter]);
+      pushRefs(f, 'Visit', [o.encounter]);
       break;
     }
     case 'MedicationRequest':
@@ -292,7 +292,7 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
         push(f, 'Reason', conceptsText(m.reasonCode));
         pushRefs(f, 'Reason', m.reasonReference);
         pushRefs(f, 'Prescriber', [m.requester]);
-        pushRefs(f, 'Encounter', [m.encounter]);
+        pushRefs(f, 'Visit', [m.encounter]);
       } else {
         push(f, 'Taken', m.effectiveDateTime ? d(m.effectiveDateTime) : formatPeriod(m.effectivePeriod, locale));
         push(f, 'Dose and instructions', (m.dosage ?? []).map((x) => dosageWords(x, locale)).filter(Boolean).join('; '));
@@ -309,7 +309,7 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
       pushRefs(f, 'Reason', p.reasonReference);
       push(f, 'Body site', conceptsText(p.bodySite));
       pushRefs(f, 'Location', [p.location]);
-      pushRefs(f, 'Encounter', [p.encounter]);
+      pushRefs(f, 'Visit', [p.encounter]);
       break;
     }
     case 'Immunization': {
@@ -321,7 +321,7 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
       push(f, 'Dose', formatQuantity(i.doseQuantity, locale));
       push(f, 'Site', conceptText(i.site));
       pushRefs(f, 'Location', [i.location]);
-      pushRefs(f, 'Encounter', [i.encounter]);
+      pushRefs(f, 'Visit', [i.encounter]);
       break;
     }
     case 'Encounter': {
@@ -358,9 +358,9 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
       push(f, 'Date', x.effectiveDateTime ? d(x.effectiveDateTime) : formatPeriod(x.effectivePeriod, locale));
       push(f, 'Issued', d(x.issued));
       push(f, 'Conclusion', x.conclusion);
-      pushRefs(f, 'Results', x.result);
+      if (!(x.result ?? []).some((ref) => ref.reference)) pushRefs(f, 'Results', x.result); // else: the results table
       pushRefs(f, 'Performer', x.performer);
-      pushRefs(f, 'Encounter', [x.encounter]);
+      pushRefs(f, 'Visit', [x.encounter]);
       break;
     }
     case 'DocumentReference': {
@@ -445,7 +445,7 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
       push(f, 'Body site', (s.series ?? []).map((x) => x.bodySite?.display).filter(Boolean).join(', '));
       push(f, 'Series', s.numberOfSeries !== undefined ? String(s.numberOfSeries) : s.series ? String(s.series.length) : undefined);
       push(f, 'Images', s.numberOfInstances !== undefined ? String(s.numberOfInstances) : undefined);
-      pushRefs(f, 'Encounter', [s.encounter]);
+      pushRefs(f, 'Visit', [s.encounter]);
       break;
     }
     case 'Organization': {
