@@ -105,6 +105,13 @@ test('report, visit and timeline read as a health record: names, values, grouped
   await expect(tl).not.toContainText('.json');
   await expect(tl).not.toContainText(/AMB|finished/);
   await shot(page, 'readable-timeline');
+
+  // Search by word prefix: "gluc" finds the glucose results, the person's records before doctors.
+  await page.getByPlaceholder('Search records').fill('gluc');
+  await page.keyboard.press('Enter');
+  const results = page.getByRole('list', { name: 'Search results' });
+  await expect(results.locator('.result-item').first()).toContainText(/Glucose/i);
+  await expect(results.locator('.result-item').first().locator('.badge')).toHaveText('Result');
   expect(watch.foreign).toEqual([]);
 });
 
@@ -235,4 +242,15 @@ test('people who died show their date of death in the household, the switcher an
   // Person banner.
   await page.goto(`${server.origin}#/people/${dead.id}`);
   await expect(page.getByTestId('person-deceased')).toContainText(/Died .*1998/);
+
+  // "Everyone": every item on the dashboard says whose it is.
+  await page.goto(`${server.origin}#/`);
+  const conditions = page.locator('section', { has: page.getByRole('heading', { name: /conditions/i }) }).first();
+  const items = conditions.locator('.item-list li');
+  await expect(items.first()).toBeVisible();
+  const n = await items.count();
+  await expect(conditions.getByTestId('item-person')).toHaveCount(n);
+  await expect(conditions.getByTestId('item-person').filter({ hasText: dead.name })).not.toHaveCount(0);
+  await expect(conditions.getByTestId('item-person').filter({ hasText: alive.name })).not.toHaveCount(0);
+  await shot(page, 'readable-everyone');
 });

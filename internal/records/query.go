@@ -263,6 +263,14 @@ type Summary struct {
 
 // Summary gathers the dashboard. Lists are bounded so the page stays fast on a large record.
 func (s *Store) Summary(ctx context.Context, f Filter) (Summary, error) {
+	if f.ProfileID == 0 { // "Everyone": bounded per person (summary_people.go)
+		if ids, err := s.peopleWithRecords(ctx, f); err != nil || len(ids) > 1 {
+			if err != nil {
+				return Summary{}, err
+			}
+			return s.summaryEveryone(ctx, f, ids)
+		}
+	}
 	var sum Summary
 	var err error
 	list := func(where string, extra []any, order string, limit int) ([]Item, error) {

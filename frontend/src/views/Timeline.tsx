@@ -2,7 +2,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { getCounts, getTimeline } from '../api/client';
 import type { ResourceItem } from '../api/types';
 import { sourceName, useApp } from '../AppContext';
-import { ErrorMessage, Loading, ResourceLink, TypeBadge } from '../components/common';
+import { ErrorMessage, ItemPerson, Loading, ResourceLink, ResultFlag, TypeBadge } from '../components/common';
 import { formatDate, monthHeading } from '../lib/format';
 import { useAsync, useDataEvents, useDebounced, useTitle } from '../lib/hooks';
 import { NOT_EVENTS } from '../lib/names';
@@ -172,7 +172,7 @@ export function Timeline({ route }: { route: Route }) {
                   <TypeBadge type={it.type} />
                   <span className="tl-title">
                     <ResourceLink item={it} />
-                    {summaryValue(it) && <span className="tl-value"> {summaryValue(it)}</span>}
+                    {summaryValue(it) && <span className="tl-value"> {summaryValue(it)}</span>} <ResultFlag item={it} /> <ItemPerson profileId={it.profile_id} />
                   </span>
                   {showSource(it.source_id) && <span className="tl-source muted small">{sourceName(sources, it.source_id)}</span>}
                 </li>
