@@ -28,7 +28,6 @@ import {
   conceptText,
   conceptsText,
   formatAddress,
-  formatBytes,
   formatDate,
   formatDateTime,
   formatMoney,
@@ -371,14 +370,7 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
       push(f, 'Date', d(x.date));
       push(f, 'Category', conceptsText(x.category));
       pushRefs(f, 'Author', x.author);
-      push(
-        f,
-        'Attachments',
-        (x.content ?? [])
-          .map((c) => [c.attachment?.title, c.attachment?.contentType, c.attachment?.size ? formatBytes(c.attachment.size, locale) : ''].filter(Boolean).join(', '))
-          .filter(Boolean)
-          .join('; '),
-      );
+      // Attachments: their own section on the detail page (opened in the app).
       break;
     }
     case 'Claim': {
