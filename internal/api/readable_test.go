@@ -272,3 +272,72 @@ func writeFile(t *testing.T, name, content string) {
 		t.Fatal(err)
 	}
 }
+
+// A person's view includes the doctors, clinics and places their visits reference (which sit in
+// other files and name no patient).
+func TestPersonViewIncludesTheirDoctorsAndClinics(t *testing.T) {
+	e := newEnv(t)
+	importShared(t, e, []string{
+		data(t, shareddata.Synthea, "patient-100ddb60-fb28-4663-a8f2-af93cdc4294e.json"),
+		data(t, shareddata.Synthea, "practitioners.json"),
+		data(t, shareddata.Synthea, "organizations.json"),
+	})
+	// The api package has no people service: give the patient's records a person by hand.
+	ctx := context.Background()
+	d := e.store.DB()
+	if _, err := d.Write.ExecContext(ctx, `INSERT INTO profiles(id, name, created_at, updated_at) VALUES (7, 'Misty', 'x', 'x')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Write.ExecContext(ctx, `UPDATE resources SET profile_id = 7 WHERE patient_ref IS NOT NULL`); err != nil {
+		t.Fatal(err)
+	}
+	var all records.Page
+	e.get(t, "/resources?type=Encounter&profile=7&limit=500", &all)
+	want := map[string]map[string]bool{"Practitioner": {}, "Organization": {}}
+	for _, it := range all.Items {
+		var enc struct {
+			Participant []struct {
+				Individual struct{ Reference string } `json:"individual"`
+			} `json:"participant"`
+			ServiceProvider struct{ Reference string } `json:"serviceProvider"`
+		}
+		json.Unmarshal(it.Resource, &enc)
+		for _, p := range enc.Participant {
+			want["Practitioner"][strings.TrimPrefix(p.Individual.Reference, "Practitioner/")] = true
+		}
+		want["Organization"][strings.TrimPrefix(enc.ServiceProvider.Reference, "Organization/")] = true
+	}
+	var counts map[string]int
+	e.get(t, "/resources/counts?profile=7", &counts)
+	for typ, ids := range want {
+		if len(ids) == 0 {
+			t.Fatalf("no %s referenced by the visits", typ)
+		}
+		if counts[typ] != len(ids) {
+			t.Errorf("%s: count %d, the visits reference %d", typ, counts[typ], len(ids))
+		}
+		var page records.Page
+		e.get(t, "/resources?type="+typ+"&profile=7&limit=500", &page)
+		got := map[string]bool{}
+		for _, it := range page.Items {
+			got[it.ID] = true
+			if it.Title == "" {
+				t.Errorf("%s/%s has no title", typ, it.ID)
+			}
+		}
+		for id := range ids {
+			if !got[id] {
+				t.Errorf("%s/%s referenced by a visit is not in the person's list", typ, id)
+			}
+		}
+		if len(got) != len(ids) {
+			t.Errorf("%s: %d listed, %d referenced", typ, len(got), len(ids))
+		}
+	}
+	// Everyone's counts are unchanged by it.
+	var everyone map[string]int
+	e.get(t, "/resources/counts", &everyone)
+	if everyone["Practitioner"] < counts["Practitioner"] {
+		t.Errorf("everyone %v vs person %v", everyone, counts)
+	}
+}

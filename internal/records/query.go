@@ -87,7 +87,18 @@ func (s *Store) List(ctx context.Context, q ListQuery) (Page, error) {
 		return Page{}, fmt.Errorf("%w: sort must be one of -date, date, title, -title", ErrBadQuery)
 	}
 	args := []any{q.Type}
-	where := `r.type = ?` + q.Filter.where("r.", &args)
+	var where string
+	if q.Filter.ProfileID != 0 && isDirectoryRefType(q.Type) {
+		// A person's doctors, clinics and places include those their visits reference (directory.go).
+		where = `r.type = ?` + Filter{SourceID: q.Filter.SourceID}.where("r.", &args)
+		w, err := s.personDirectoryWhere(ctx, q.Type, q.Filter.ProfileID, &args)
+		if err != nil {
+			return Page{}, err
+		}
+		where += w
+	} else {
+		where = `r.type = ?` + q.Filter.where("r.", &args)
+	}
 	if q.Code != "" {
 		if sys, code, ok := strings.Cut(q.Code, "|"); ok {
 			where += ` AND r.id IN (SELECT resource_id FROM resource_codes WHERE code = ? AND system = ?)`
