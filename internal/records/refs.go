@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
 )
@@ -53,6 +54,9 @@ type Detail struct {
 	References map[string]RefTarget `json:"references"`
 	Unresolved []Unresolvable       `json:"unresolved"`
 	Related    []Related            `json:"related"`
+	// RelatedPartial: the search for related records read its bound of candidate records
+	// (relatedScan) and may have missed some (a very long history in one source).
+	RelatedPartial bool `json:"related_partial,omitempty"`
 }
 
 // RefUse is one reference inside a resource and the element that holds it ("encounter",
@@ -311,8 +315,74 @@ func (s *Store) fillTitles(ctx context.Context, items []Item) error {
 	return nil
 }
 
-// relatedLimit bounds the records listed as related to one record.
-const relatedLimit = 1000
+// relatedLimit bounds the records listed as related to one record; relatedScan the candidate
+// records read to find them.
+const (
+	relatedLimit = 1000
+	relatedScan  = 20000
+)
+
+// longLived are types whose date may lie long before the visit that records them (a condition's
+// onset, a care plan's start): a visit's candidates include them whatever their date.
+const longLived = `'Condition','AllergyIntolerance','CarePlan','Goal','CareTeam','MedicationStatement','FamilyMemberHistory','Device','EpisodeOfCare'`
+
+// relatedCandidates is the bounded set of records that may reference it (each row numbered, so
+// the caller sees when the bound was reached):
+//   - a visit: the records of its source dated from a day before it to a week after it ends, and
+//     its source's long-lived records;
+//   - a doctor, clinic or place: the newest records of every source;
+//   - anything else: its source's records from its date on, nearest first.
+func relatedCandidates(it Item) (string, []any) {
+	const cols = `r.type, r.fhir_id, r.source_id, r.title, r.sort_date, r.raw`
+	date := deref(it.Date)
+	switch {
+	case it.Type == "Encounter" && date != "":
+		from, to := visitWindow(it.Resource, date)
+		return `SELECT *, row_number() OVER () AS n FROM (
+				SELECT ` + cols + ` FROM resources r WHERE r.source_id = ? AND r.sort_date >= ? AND r.sort_date <= ?
+				UNION ALL
+				SELECT ` + cols + ` FROM resources r WHERE r.source_id = ? AND r.type IN (` + longLived + `)
+			) LIMIT ` + fmt.Sprint(relatedScan),
+			[]any{it.SourceID, from, to, it.SourceID}
+	case fhir.IsDirectory(it.Type):
+		return `SELECT ` + cols + `, row_number() OVER (ORDER BY r.sort_date DESC) AS n FROM resources r
+			ORDER BY r.sort_date DESC LIMIT ` + fmt.Sprint(relatedScan), nil
+	case date != "":
+		return `SELECT ` + cols + `, row_number() OVER (ORDER BY r.sort_date) AS n FROM resources r
+			WHERE r.source_id = ? AND r.sort_date >= ? ORDER BY r.sort_date LIMIT ` + fmt.Sprint(relatedScan),
+			[]any{it.SourceID, date[:min(10, len(date))]}
+	default:
+		return `SELECT ` + cols + `, row_number() OVER (ORDER BY r.sort_date DESC) AS n FROM resources r
+			WHERE r.source_id = ? ORDER BY r.sort_date DESC LIMIT ` + fmt.Sprint(relatedScan),
+			[]any{it.SourceID}
+	}
+}
+
+// visitWindow is the date range whose records may have been made during a visit: from a day
+// before it starts to a week after it ends (results come later than the visit).
+func visitWindow(raw []byte, start string) (string, string) {
+	var e struct {
+		Period struct {
+			Start string `json:"start"`
+			End   string `json:"end"`
+		} `json:"period"`
+	}
+	json.Unmarshal(raw, &e)
+	end := fhir.NormalizeDate(e.Period.End)
+	if end == "" || end < start {
+		end = start
+	}
+	shift := func(d string, days int) string {
+		for _, layout := range []string{"2006-01-02T15:04:05Z", "2006-01-02"} {
+			if t, err := time.Parse(layout, d); err == nil {
+				return t.AddDate(0, 0, days).Format("2006-01-02")
+			}
+		}
+		return d
+	}
+	// "~" sorts after any time of the last day.
+	return shift(start, -1), shift(end, 7) + "~"
+}
 
 // Detail returns one record with the records its references resolve to (titles), the references
 // that resolve to nothing (in words), and the records that reference it: for a visit, everything
@@ -374,42 +444,42 @@ func (s *Store) Detail(ctx context.Context, typ, id string, sourceID int64) (Det
 		}
 		d.Unresolved = append(d.Unresolved, Unresolvable{Reference: ref, Type: t, Text: text})
 	}
-	if d.Related, err = s.related(ctx, it); err != nil {
+	if d.Related, d.RelatedPartial, err = s.related(ctx, it); err != nil {
 		return Detail{}, err
 	}
 	return d, nil
 }
 
 // related lists the records that reference it (see Detail).
-func (s *Store) related(ctx context.Context, it Item) ([]Related, error) {
+func (s *Store) related(ctx context.Context, it Item) ([]Related, bool, error) {
 	out := []Related{}
 	if it.Type == "Patient" {
-		return out, nil
+		return out, false, nil
 	}
 	self := it.Type + "/" + it.ID
+	q, args := relatedCandidates(it)
 	// A cheap text filter finds the candidates (a reference is stored as "Type/id" in quotes);
 	// parsing them confirms where the reference sits.
-	q := `SELECT r.type, r.fhir_id, r.source_id, r.title, r.sort_date, r.raw FROM resources r
-		WHERE instr(r.raw, ?) > 0 AND NOT (r.type = ? AND r.fhir_id = ?) AND r.type <> 'Provenance'`
-	args := []any{`"` + self + `"`, it.Type, it.ID}
-	if !fhir.IsDirectory(it.Type) {
-		q += ` AND r.source_id = ?`
-		args = append(args, it.SourceID)
-	}
-	q += ` LIMIT ?`
-	args = append(args, relatedLimit)
+	q = `SELECT c.type, c.fhir_id, c.source_id, c.title, c.sort_date, c.raw, c.n FROM (` + q + `) c
+		WHERE instr(c.raw, ?) > 0 AND NOT (c.type = ? AND c.fhir_id = ?) AND c.type <> 'Provenance' LIMIT ?`
+	args = append(args, `"`+self+`"`, it.Type, it.ID, relatedLimit)
 	rows, err := s.db.Read.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("related records: %w", err)
+		return nil, false, fmt.Errorf("related records: %w", err)
 	}
 	defer rows.Close()
 	var items []Item
 	seen := map[string]bool{}
+	partial := false
 	for rows.Next() {
 		var r Item
 		var date, raw string
-		if err := rows.Scan(&r.Type, &r.ID, &r.SourceID, &r.Title, &date, &raw); err != nil {
-			return nil, err
+		var n int
+		if err := rows.Scan(&r.Type, &r.ID, &r.SourceID, &r.Title, &date, &raw, &n); err != nil {
+			return nil, false, err
+		}
+		if n >= relatedScan {
+			partial = true
 		}
 		if date != "" {
 			r.Date = &date
@@ -426,10 +496,10 @@ func (s *Store) related(ctx context.Context, it Item) ([]Related, error) {
 		items = append(items, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := s.fillTitles(ctx, items); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	for _, r := range items {
 		rel := Related{Type: r.Type, ID: r.ID, Title: r.Title, Date: r.Date, SourceID: r.SourceID}
@@ -451,7 +521,7 @@ func (s *Store) related(ctx context.Context, it Item) ([]Related, error) {
 		}
 		return out[i].ID < out[j].ID
 	})
-	return out, nil
+	return out, partial, nil
 }
 
 // refersTo reports whether raw references self; with encounterOnly, only from an `encounter`

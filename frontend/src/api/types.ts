@@ -85,6 +85,8 @@ export interface ResourceDetail<R = FhirResource> extends ResourceItem<R> {
   references?: Record<string, RefTarget>;
   unresolved?: Unresolvable[];
   related?: RelatedRecord[];
+  /** The search for related records reached its bound (a very long history): some may be missing. */
+  related_partial?: boolean;
 }
 
 export interface ResourcePage<R = FhirResource> {

@@ -49,6 +49,7 @@ export function RecordDetail({ type, id, source }: { type: string; id: string; s
           )}
           {item.type === 'DiagnosticReport' && <ReportResults detail={item} />}
           {item.type === 'Encounter' ? <VisitContents related={item.related ?? []} /> : <MentionedIn item={item} />}
+          {item.related_partial && <p className="muted small">This history is long: records far from this one in time may be missing from the lists above.</p>}
           <Attachments type={item.type} id={item.id} source={item.source_id} resource={item.resource as FhirResource} />
           {hasNarrative(item.resource) && (
             <section className="card" aria-labelledby="narr-h">
