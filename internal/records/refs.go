@@ -319,7 +319,7 @@ func (s *Store) fillTitles(ctx context.Context, items []Item) error {
 // records read to find them.
 const (
 	relatedLimit = 1000
-	relatedScan  = 20000
+	relatedScan  = 5000
 )
 
 // longLived are types whose date may lie long before the visit that records them (a condition's
@@ -334,26 +334,28 @@ const longLived = `'Condition','AllergyIntolerance','CarePlan','Goal','CareTeam'
 //   - anything else: its source's records from its date on, nearest first.
 func relatedCandidates(it Item) (string, []any) {
 	const cols = `r.type, r.fhir_id, r.source_id, r.title, r.sort_date, r.raw`
+	limit := fmt.Sprint(relatedScan)
+	// The bound applies inside; the outer row number tells the caller whether it was reached.
+	wrap := func(inner string) string { return `SELECT *, row_number() OVER () AS n FROM (` + inner + `)` }
 	date := deref(it.Date)
 	switch {
 	case it.Type == "Encounter" && date != "":
 		from, to := visitWindow(it.Resource, date)
-		return `SELECT *, row_number() OVER () AS n FROM (
-				SELECT ` + cols + ` FROM resources r WHERE r.source_id = ? AND r.sort_date >= ? AND r.sort_date <= ?
+		return wrap(`SELECT * FROM (
+				SELECT ` + cols + ` FROM resources r INDEXED BY resources_date WHERE r.source_id = ? AND r.sort_date >= ? AND r.sort_date <= ?
 				UNION ALL
 				SELECT ` + cols + ` FROM resources r WHERE r.source_id = ? AND r.type IN (` + longLived + `)
-			) LIMIT ` + fmt.Sprint(relatedScan),
+			) LIMIT ` + limit),
 			[]any{it.SourceID, from, to, it.SourceID}
 	case fhir.IsDirectory(it.Type):
-		return `SELECT ` + cols + `, row_number() OVER (ORDER BY r.sort_date DESC) AS n FROM resources r
-			ORDER BY r.sort_date DESC LIMIT ` + fmt.Sprint(relatedScan), nil
+		return wrap(`SELECT ` + cols + ` FROM resources r INDEXED BY resources_date ORDER BY r.sort_date DESC LIMIT ` + limit), nil
 	case date != "":
-		return `SELECT ` + cols + `, row_number() OVER (ORDER BY r.sort_date) AS n FROM resources r
-			WHERE r.source_id = ? AND r.sort_date >= ? ORDER BY r.sort_date LIMIT ` + fmt.Sprint(relatedScan),
+		return wrap(`SELECT ` + cols + ` FROM resources r INDEXED BY resources_date
+			WHERE r.source_id = ? AND r.sort_date >= ? ORDER BY r.sort_date LIMIT ` + limit),
 			[]any{it.SourceID, date[:min(10, len(date))]}
 	default:
-		return `SELECT ` + cols + `, row_number() OVER (ORDER BY r.sort_date DESC) AS n FROM resources r
-			WHERE r.source_id = ? ORDER BY r.sort_date DESC LIMIT ` + fmt.Sprint(relatedScan),
+		return wrap(`SELECT ` + cols + ` FROM resources r INDEXED BY resources_date
+			WHERE r.source_id = ? ORDER BY r.sort_date DESC LIMIT ` + limit),
 			[]any{it.SourceID}
 	}
 }
