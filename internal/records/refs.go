@@ -329,7 +329,7 @@ const longLived = `'Condition','AllergyIntolerance','CarePlan','Goal','CareTeam'
 // relatedCandidates is the bounded set of records that may reference it (each row numbered, so
 // the caller sees when the bound was reached):
 //   - a visit: the records of its source dated from a day before it to a week after it ends, and
-//     its source's long-lived records;
+//     its source's long-lived records dated before it (a condition's onset);
 //   - a doctor, clinic or place: the newest records of every source;
 //   - anything else: its source's records from its date on, nearest first.
 func relatedCandidates(it Item) (string, []any) {
@@ -344,9 +344,9 @@ func relatedCandidates(it Item) (string, []any) {
 		return wrap(`SELECT * FROM (
 				SELECT ` + cols + ` FROM resources r INDEXED BY resources_date WHERE r.source_id = ? AND r.sort_date >= ? AND r.sort_date <= ?
 				UNION ALL
-				SELECT ` + cols + ` FROM resources r WHERE r.source_id = ? AND r.type IN (` + longLived + `)
+				SELECT ` + cols + ` FROM resources r WHERE r.source_id = ? AND r.type IN (` + longLived + `) AND r.sort_date < ?
 			) LIMIT ` + limit),
-			[]any{it.SourceID, from, to, it.SourceID}
+			[]any{it.SourceID, from, to, it.SourceID, from}
 	case fhir.IsDirectory(it.Type):
 		return wrap(`SELECT ` + cols + ` FROM resources r INDEXED BY resources_date ORDER BY r.sort_date DESC LIMIT ` + limit), nil
 	case date != "":
