@@ -521,6 +521,26 @@ export interface AttachmentFile {
   check: string;
 }
 
+const EXTENSIONS: Record<string, string> = {
+  'text/plain': '.txt',
+  'text/html': '.html',
+  'application/pdf': '.pdf',
+  'image/png': '.png',
+  'image/jpeg': '.jpg',
+  'image/gif': '.gif',
+  'image/webp': '.webp',
+  'application/json': '.json',
+  'application/fhir+json': '.json',
+  'application/xml': '.xml',
+  'text/xml': '.xml',
+  'application/dicom': '.dcm',
+};
+
+/** A file name extension for a content type ("" when unknown). */
+export function extensionFor(contentType: string | null): string {
+  return EXTENSIONS[(contentType ?? '').split(';')[0].trim().toLowerCase()] ?? '';
+}
+
 /** GET /resources/{type}/{id}/attachments/{n} with the token. */
 export async function getAttachment(type: string, id: string, n: number, source?: number, signal?: AbortSignal): Promise<AttachmentFile> {
   const res = await send(`/resources/${encodeURIComponent(type)}/${encodeURIComponent(id)}/attachments/${n}`, { query: { source }, signal });
@@ -528,7 +548,7 @@ export async function getAttachment(type: string, id: string, n: number, source?
   return {
     blob,
     contentType: res.headers.get('Content-Type') ?? 'application/octet-stream',
-    filename: filenameFrom(res.headers.get('Content-Disposition'), `attachment-${n + 1}`),
+    filename: filenameFrom(res.headers.get('Content-Disposition'), `${type.toLowerCase()}-${id}-${n + 1}${extensionFor(res.headers.get('Content-Type'))}`),
     check: res.headers.get('X-Attachment-Check') ?? 'ok',
   };
 }

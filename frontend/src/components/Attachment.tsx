@@ -71,7 +71,7 @@ export function Attachments({ type, id, source, resource }: { type: string; id: 
       <ul className="attachment-list">
         {list.map((a, i) => {
           const stored = !!(a.data || type === 'Binary' || /(^|\/)Binary\/[^/]+$/.test(a.url ?? ''));
-          const name = a.title || `${kindWords(a)} ${list.length > 1 ? i + 1 : ''}`.trim();
+          const name = a.title || (list.length > 1 ? `Attachment ${i + 1}` : 'Attachment');
           return (
             <li key={i} className="attachment">
               <div className="attachment-head">
