@@ -83,6 +83,7 @@ func New(cfg Config) *Server {
 		Route{Method: "GET", Path: "/resources/counts", Handler: s.counts},
 		Route{Method: "GET", Path: "/resources", Handler: s.listResources},
 		Route{Method: "GET", Path: "/resources/{type}/{id}", Handler: s.getResource},
+		Route{Method: "GET", Path: "/resources/{type}/{id}/attachments/{n}", Handler: s.getAttachment},
 		Route{Method: "GET", Path: "/timeline", Handler: s.timeline},
 		Route{Method: "GET", Path: "/search", Handler: s.search},
 		Route{Method: "GET", Path: "/summary", Handler: s.summary},
@@ -346,7 +347,7 @@ func (s *Server) getResource(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("%q is not a FHIR resource type.", typ))
 		return
 	}
-	it, err := s.cfg.Store.Get(r.Context(), typ, r.PathValue("id"), src)
+	it, err := s.cfg.Store.Detail(r.Context(), typ, r.PathValue("id"), src)
 	if err != nil {
 		s.fail(w, r, err)
 		return

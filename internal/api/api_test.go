@@ -28,6 +28,7 @@ import (
 type env struct {
 	srv   *Server
 	store *records.Store
+	db    *db.DB // below the store, for tests that set up rows by hand
 	http  *httptest.Server
 }
 
@@ -46,7 +47,7 @@ func newEnv(t *testing.T, mutate ...func(*Config)) *env {
 	s := New(cfg)
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
-	return &env{srv: s, store: st, http: ts}
+	return &env{srv: s, store: st, db: d, http: ts}
 }
 
 func (e *env) get(t *testing.T, path string, out any) int {

@@ -199,7 +199,7 @@ func IndexResource(raw []byte) (Index, error) {
 			}
 		}
 	}
-	ix.Title = title(&d, primary, types)
+	ix.Title = FriendlyName(title(&d, primary, types))
 	if ix.Title != "" {
 		text = append(text, ix.Title)
 	}

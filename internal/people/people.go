@@ -194,6 +194,9 @@ func (s *Service) List(ctx context.Context, o ListOptions) ([]Profile, error) {
 	for i := range out {
 		withLook(&out[i])
 	}
+	if err := s.withDeceased(ctx, out); err != nil {
+		return nil, err
+	}
 	if o.Counts && len(out) > 0 {
 		counts, err := s.store.ProfileCounts(ctx)
 		if err != nil {

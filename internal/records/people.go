@@ -36,6 +36,10 @@ type Profile struct {
 	// Detail only (GET /profiles/{id}).
 	Patients []PatientLink `json:"patients,omitempty"`
 	Sources  []SourceLink  `json:"sources,omitempty"`
+
+	// Deceased is null, the date of death, or true when only that is known (from the person's
+	// Patient records).
+	Deceased any `json:"deceased"`
 }
 
 // PatientLink is one patient of one source, and whose it is.
@@ -326,4 +330,36 @@ func (s *Store) ProfileName(ctx context.Context, tx *sql.Tx, id int64) (string, 
 	var name string
 	err := tx.QueryRowContext(ctx, `SELECT name FROM profiles WHERE id = ?`, id).Scan(&name)
 	return name, err
+}
+
+// Deceased says, for each person whose Patient records say they died, the date of death (as
+// recorded) or true when only "deceased" is known. People who are not listed are not known to
+// have died. Reads only the Patient rows (a handful per person).
+func (s *Store) Deceased(ctx context.Context) (map[int64]any, error) {
+	rows, err := s.db.Read.QueryContext(ctx, `SELECT r.profile_id,
+		json_extract(r.raw, '$.deceasedDateTime'), json_extract(r.raw, '$.deceasedBoolean')
+		FROM resources r WHERE r.type = 'Patient' AND r.profile_id IS NOT NULL
+		AND (json_extract(r.raw, '$.deceasedDateTime') IS NOT NULL OR json_extract(r.raw, '$.deceasedBoolean') = 1)`)
+	if err != nil {
+		return nil, fmt.Errorf("deceased people: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]any{}
+	for rows.Next() {
+		var id int64
+		var date sql.NullString
+		var flag sql.NullInt64
+		if err := rows.Scan(&id, &date, &flag); err != nil {
+			return nil, err
+		}
+		if date.Valid && date.String != "" {
+			// A date beats a bare "true"; of two dates the earliest recorded wins.
+			if old, ok := out[id].(string); !ok || date.String < old {
+				out[id] = date.String
+			}
+		} else if _, ok := out[id]; !ok {
+			out[id] = true
+		}
+	}
+	return out, rows.Err()
 }

@@ -89,7 +89,18 @@ func (s *Store) List(ctx context.Context, q ListQuery) (Page, error) {
 		return Page{}, fmt.Errorf("%w: sort must be one of -date, date, title, -title", ErrBadQuery)
 	}
 	args := []any{q.Type}
-	where := `r.type = ?` + q.Filter.where("r.", &args)
+	var where string
+	if q.Filter.ProfileID != 0 && isDirectoryRefType(q.Type) {
+		// A person's doctors, clinics and places include those their visits reference (directory.go).
+		where = `r.type = ?` + Filter{SourceID: q.Filter.SourceID}.where("r.", &args)
+		w, err := s.personDirectoryWhere(ctx, q.Type, q.Filter.ProfileID, &args)
+		if err != nil {
+			return Page{}, err
+		}
+		where += w
+	} else {
+		where = `r.type = ?` + q.Filter.where("r.", &args)
+	}
 	if q.Code != "" {
 		if sys, code, ok := strings.Cut(q.Code, "|"); ok {
 			where += ` AND r.id IN (SELECT resource_id FROM resource_codes WHERE code = ? AND system = ?)`
@@ -151,7 +162,7 @@ func (s *Store) keyset(ctx context.Context, where string, args []any, col string
 		last := p.Items[limit-1]
 		p.NextCursor = encodeCursor(cursor{K: keys[limit-1], I: last.rowID})
 	}
-	return p, nil
+	return p, s.fillTitles(ctx, p.Items)
 }
 
 // TimelineQuery selects records of all (or some) types by date.
@@ -177,6 +188,8 @@ func (s *Store) Timeline(ctx context.Context, q TimelineQuery) (Page, error) {
 			args = append(args, t)
 		}
 		where += ` AND r.type IN (` + strings.Join(ph, ",") + `)`
+	} else {
+		where += notEventsClause() // directory entries and claims are not events (see timeline.go)
 	}
 	if fts := ftsQuery(q.Q); fts != "" {
 		where += ` AND r.id IN (SELECT rowid FROM resources_fts WHERE resources_fts MATCH ?)`
@@ -213,11 +226,14 @@ func (s *Store) Search(ctx context.Context, q string, f Filter, cur string, limi
 	where := f.where("r.", &args)
 	args = append(args, limit+1, c.O)
 	rows, err := s.db.Read.QueryContext(ctx, `SELECT `+itemCols+` FROM resources_fts JOIN resources r ON r.id = resources_fts.rowid
-		WHERE resources_fts MATCH ?`+where+` ORDER BY bm25(resources_fts, 4.0, 1.0), r.sort_date DESC LIMIT ? OFFSET ?`, args...)
+		WHERE resources_fts MATCH ?`+where+` ORDER BY `+searchRank+`, bm25(resources_fts, 4.0, 1.0), r.sort_date DESC LIMIT ? OFFSET ?`, args...)
 	if err != nil {
 		return Page{}, fmt.Errorf("search: %w", err)
 	}
 	items, err := collect(rows)
+	if err == nil {
+		err = s.fillTitles(ctx, items)
+	}
 	if err != nil {
 		return Page{}, err
 	}
@@ -260,6 +276,14 @@ type Summary struct {
 
 // Summary gathers the dashboard. Lists are bounded so the page stays fast on a large record.
 func (s *Store) Summary(ctx context.Context, f Filter) (Summary, error) {
+	if f.ProfileID == 0 { // "Everyone": bounded per person (summary_people.go)
+		if ids, err := s.peopleWithRecords(ctx, f); err != nil || len(ids) > 1 {
+			if err != nil {
+				return Summary{}, err
+			}
+			return s.summaryEveryone(ctx, f, ids)
+		}
+	}
 	var sum Summary
 	var err error
 	list := func(where string, extra []any, order string, limit int) ([]Item, error) {
@@ -323,7 +347,11 @@ func (s *Store) Summary(ctx context.Context, f Filter) (Summary, error) {
 			return list(`r.type = 'Condition' AND r.status IN ('active','recurrence','relapse')`, nil, `r.sort_date DESC, r.id DESC`, 100)
 		}},
 		{&sum.Medications, func() ([]Item, error) {
-			return list(`r.type IN ('MedicationRequest','MedicationStatement') AND r.status IN ('active','on-hold','intended')`, nil, `r.sort_date DESC, r.id DESC`, 100)
+			items, err := list(`r.type IN ('MedicationRequest','MedicationStatement') AND r.status IN ('active','on-hold','intended')`, nil, `r.sort_date DESC, r.id DESC`, 100)
+			if err == nil {
+				err = s.fillTitles(ctx, items)
+			}
+			return items, err
 		}},
 		{&sum.Allergies, func() ([]Item, error) {
 			return list(`r.type = 'AllergyIntolerance' AND (r.status IS NULL OR r.status = 'active')`, nil, `r.sort_date DESC, r.id DESC`, 100)

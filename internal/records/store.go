@@ -355,7 +355,11 @@ type querier interface {
 
 // Counts returns resource counts by type.
 func (s *Store) Counts(ctx context.Context, f Filter) (map[string]int, error) {
-	return countsQ(ctx, s.db.Read, f)
+	c, err := countsQ(ctx, s.db.Read, f)
+	if err == nil && f.ProfileID != 0 && f.SourceID == 0 {
+		err = s.addPersonDirectoryCounts(ctx, f.ProfileID, c) // directory.go
+	}
+	return c, err
 }
 
 func countsQ(ctx context.Context, q querier, f Filter) (map[string]int, error) {

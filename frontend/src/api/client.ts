@@ -19,6 +19,7 @@ import type {
   PreferencesPatch,
   Profile,
   Provider,
+  ResourceDetail,
   ResourceItem,
   ResourcePage,
   ResourceSort,
@@ -317,7 +318,7 @@ export const listResources = (p: ListResourcesParams, signal?: AbortSignal) =>
   request<ResourcePage>('/resources', { query: { ...p }, signal });
 
 export const getResource = (type: string, id: string, source?: number, signal?: AbortSignal) =>
-  request<ResourceItem>(`/resources/${encodeURIComponent(type)}/${encodeURIComponent(id)}`, {
+  request<ResourceDetail>(`/resources/${encodeURIComponent(type)}/${encodeURIComponent(id)}`, {
     query: { source },
     signal,
   });
@@ -509,6 +510,47 @@ export function saveBlob(file: ExportFile, doc: Document = document): void {
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/** One attachment's bytes, its type and file name, and whether they match its size and hash. */
+export interface AttachmentFile {
+  blob: Blob;
+  contentType: string;
+  filename: string;
+  /** "ok", or "size-mismatch" and/or "hash-mismatch". */
+  check: string;
+}
+
+const EXTENSIONS: Record<string, string> = {
+  'text/plain': '.txt',
+  'text/html': '.html',
+  'application/pdf': '.pdf',
+  'image/png': '.png',
+  'image/jpeg': '.jpg',
+  'image/gif': '.gif',
+  'image/webp': '.webp',
+  'application/json': '.json',
+  'application/fhir+json': '.json',
+  'application/xml': '.xml',
+  'text/xml': '.xml',
+  'application/dicom': '.dcm',
+};
+
+/** A file name extension for a content type ("" when unknown). */
+export function extensionFor(contentType: string | null): string {
+  return EXTENSIONS[(contentType ?? '').split(';')[0].trim().toLowerCase()] ?? '';
+}
+
+/** GET /resources/{type}/{id}/attachments/{n} with the token. */
+export async function getAttachment(type: string, id: string, n: number, source?: number, signal?: AbortSignal): Promise<AttachmentFile> {
+  const res = await send(`/resources/${encodeURIComponent(type)}/${encodeURIComponent(id)}/attachments/${n}`, { query: { source }, signal });
+  const blob = await res.blob();
+  return {
+    blob,
+    contentType: res.headers.get('Content-Type') ?? 'application/octet-stream',
+    filename: filenameFrom(res.headers.get('Content-Disposition'), `${type.toLowerCase()}-${id}-${n + 1}${extensionFor(res.headers.get('Content-Type'))}`),
+    check: res.headers.get('X-Attachment-Check') ?? 'ok',
+  };
 }
 
 export type { Counts, ResourceItem, ResourcePage, Source, Summary };

@@ -53,6 +53,44 @@ export interface ResourceItem<R = FhirResource> {
   resource: R;
 }
 
+/** A record a reference resolves to (`GET /resources/{type}/{id}` → `references`). */
+export interface RefTarget {
+  type: string;
+  id: string;
+  title: string;
+  date?: string | null;
+  source_id?: number;
+  /** Test results only: the Observation itself (values for a report's results table). */
+  resource?: FhirResource;
+}
+
+/** A record that references another one (`related`). */
+export interface RelatedRecord {
+  type: string;
+  id: string;
+  title: string;
+  date: string | null;
+  source_id?: number;
+  /** Results, costs, documents and medications carry the record itself. */
+  resource?: FhirResource;
+}
+
+/** A reference the store cannot resolve, in words ("a doctor not in your records"). */
+export interface Unresolvable {
+  reference: string;
+  type?: string;
+  text: string;
+}
+
+/** One record with what it points at and what points at it. */
+export interface ResourceDetail<R = FhirResource> extends ResourceItem<R> {
+  references?: Record<string, RefTarget>;
+  unresolved?: Unresolvable[];
+  related?: RelatedRecord[];
+  /** The search for related records reached its bound (a very long history): some may be missing. */
+  related_partial?: boolean;
+}
+
 export interface ResourcePage<R = FhirResource> {
   items: ResourceItem<R>[];
   next_cursor?: string;
@@ -139,6 +177,8 @@ export interface Profile {
   resource_count?: number;
   source_count?: number;
   last_activity?: string | null;
+  /** null, the date of death, or true when only that is known. */
+  deceased?: string | boolean | null;
 }
 
 /** `GET /installation` (issue 4); 404 before registering. */

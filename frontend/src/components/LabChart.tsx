@@ -1,12 +1,31 @@
-import { useId } from 'react';
+import { useEffect, useId, useRef, useState } from 'react';
 import { formatDate, formatNumber } from '../lib/format';
 import { timeDomain, timeTicks, valueDomain, type LabData, type LabPoint, type LabSeries } from '../lib/labs';
 
-const W = 720;
-const H = 300;
+const WIDE = 720;
 const M = { top: 16, right: 20, bottom: 36, left: 64 };
 
-function bandPath(points: LabPoint[], x: (t: number) => number, y: (v: number) => number, yMin: number, yMax: number): string | null {
+/**
+ * The drawing follows the width it is given (text keeps its size instead of shrinking with the
+ * picture): on a narrow window fewer ticks, a shorter plot.
+ */
+function useWidth(): [React.RefObject<HTMLElement | null>, number] {
+  const ref = useRef<HTMLElement>(null);
+  const [w, setW] = useState(WIDE);
+  useEffect(() => {
+    const el = ref.current;
+    if (!el || typeof ResizeObserver === 'undefined') return;
+    const ro = new ResizeObserver((entries) => {
+      const cw = Math.round(entries[0].contentRect.width);
+      if (cw > 0) setW(Math.max(260, Math.min(cw, 1000)));
+    });
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, []);
+  return [ref, w];
+}
+
+function bandPath(points: LabPoint[], x: (t: number) => number, y: (v: number) => number, yMin: number, yMax: number, W: number): string | null {
   const pts = points.filter((p) => p.low !== undefined || p.high !== undefined);
   if (pts.length === 0) return null;
   const hi = (p: LabPoint) => y(p.high ?? yMax);
@@ -30,6 +49,9 @@ function tickLabel(t: number, spanDays: number): string {
 
 export function LabChart({ data }: { data: LabData }) {
   const clip = useId();
+  const [ref, W] = useWidth();
+  const narrow = W < 520;
+  const H = narrow ? 240 : 300;
   const series = data.series.filter((s) => s.points.length > 0);
   if (series.length === 0) return <p>No numeric values to draw for this test.</p>;
   const td = timeDomain(series);
@@ -37,7 +59,7 @@ export function LabChart({ data }: { data: LabData }) {
   const x = (t: number) => M.left + ((t - td.min) / (td.max - td.min)) * (W - M.left - M.right);
   const y = (v: number) => H - M.bottom - ((v - vd.min) / (vd.max - vd.min)) * (H - M.top - M.bottom);
   const spanDays = (td.max - td.min) / 86_400_000;
-  const xt = timeTicks(td.min, td.max);
+  const xt = timeTicks(td.min, td.max, narrow ? 4 : 7);
   const units = [...new Set(series.map((s) => s.unit))].filter(Boolean).join(', ');
   const all = series.flatMap((s) => s.points);
   const first = all.reduce((a, b) => (b.t < a.t ? b : a));
@@ -50,7 +72,7 @@ export function LabChart({ data }: { data: LabData }) {
     (hasRange ? `, normal range shown as a band` : '');
 
   return (
-    <figure className="chart">
+    <figure className="chart" ref={ref as React.RefObject<HTMLElement>}>
       <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={label} preserveAspectRatio="xMidYMid meet">
         <defs>
           <clipPath id={clip}>
@@ -58,7 +80,7 @@ export function LabChart({ data }: { data: LabData }) {
           </clipPath>
         </defs>
         {series.map((s) => {
-          const d = bandPath(s.points, x, y, vd.min, vd.max);
+          const d = bandPath(s.points, x, y, vd.min, vd.max, W);
           return d ? <path key={'band-' + s.key} d={d} className={`band band-${series.indexOf(s) % 3}`} clipPath={`url(#${clip})`} /> : null;
         })}
         {vd.ticks.map((v) => (

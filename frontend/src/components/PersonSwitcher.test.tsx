@@ -98,7 +98,7 @@ describe('Household', () => {
     expect(cards).toHaveLength(2);
     expect(cards[0].textContent).toContain('Raúl Fernández');
     expect(cards[0].textContent).toContain('215');
-    expect(cards[0].textContent).toContain('10 Encounters');
+    expect(cards[0].textContent).toContain('10 Visits');
     expect(screen.getByTestId('household-unlinked').textContent).toContain('Not linked to a person');
     fireEvent.click(screen.getByRole('button', { name: "Show Emma Doe's dashboard" }));
     expect(setProfile).toHaveBeenCalledWith(2);

@@ -2,7 +2,7 @@
 // asks the API with ?profile=ID. The choice is remembered by App (localStorage).
 import { useEffect, useId, useLayoutEffect, useRef, useState, type KeyboardEvent } from 'react';
 import type { Profile } from '../api/types';
-import { ageInYears, formatCount } from '../lib/format';
+import { ageInYears, formatCount, formatDate } from '../lib/format';
 import { href } from '../lib/router';
 import './people.css';
 
@@ -39,8 +39,18 @@ function HouseholdIcon() {
   );
 }
 
-/** "9 years" from a birth date, or "". */
-export function personAge(p: Pick<Profile, 'birth_date'>): string {
+/**
+ * "9 years" from a birth date; for someone who died, "Died 24 Nov 1998 (aged 62)" – no age
+ * counting up. "" when nothing is known.
+ */
+export function personAge(p: Pick<Profile, 'birth_date' | 'deceased'>): string {
+  if (p.deceased) {
+    if (typeof p.deceased === 'string') {
+      const aged = p.birth_date ? ageInYears(p.birth_date, new Date(p.deceased)) : null;
+      return `Died ${formatDate(p.deceased)}${aged !== null ? ` (aged ${aged})` : ''}`;
+    }
+    return 'Deceased';
+  }
   const age = p.birth_date ? ageInYears(p.birth_date) : null;
   return age === null ? '' : `${age} ${age === 1 ? 'year' : 'years'}`;
 }

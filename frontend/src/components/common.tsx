@@ -3,6 +3,10 @@ import { ApiError } from '../api/client';
 import type { ResourceItem } from '../api/types';
 import { href } from '../lib/router';
 import { resourceTitle, typeInfo } from '../lib/resources';
+import { useApp } from '../AppContext';
+import { flagText, isAbnormal, resultFlag } from '../lib/names';
+import type { Observation } from 'fhir/r4';
+import { PersonAvatar } from './PersonSwitcher';
 
 /** An error in plain words: the API's own message (or every OperationOutcome diagnostic). */
 export function ErrorMessage({ error, title, onRetry }: { error: unknown; title?: string; onRetry?: () => void }) {
@@ -137,4 +141,29 @@ export function ProgressBar({ value, max, label }: { value?: number; max?: numbe
       aria-label={label}
     />
   );
+}
+
+/**
+ * Whose record this is, beside an item, when the page shows everyone's records and the household
+ * has several people (a family must not read someone else's diagnosis as their own).
+ */
+export function ItemPerson({ profileId, always = false }: { profileId?: number | null; always?: boolean }) {
+  const { profile, profiles } = useApp();
+  if (!profiles || profiles.length < 2 || !profileId || (profile !== undefined && !always)) return null;
+  const p = profiles.find((x) => x.id === profileId);
+  if (!p) return null;
+  return (
+    <span className="item-person" data-testid="item-person">
+      <PersonAvatar person={p} size="sm" />
+      {p.name}
+    </span>
+  );
+}
+
+/** A result's flag (High, Low, Abnormal...) when it is out of range; nothing otherwise. */
+export function ResultFlag({ item }: { item: { type: string; resource: unknown } }) {
+  if (item.type !== 'Observation') return null;
+  const f = resultFlag(item.resource as Observation);
+  if (!isAbnormal(f)) return null;
+  return <span className={`flag flag-${f}`}>{flagText(f)}</span>;
 }

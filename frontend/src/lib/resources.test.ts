@@ -3,9 +3,9 @@ import { countLabel, orderedTypes, typeInfo } from './resources';
 
 describe('type labels', () => {
   it('uses the singular for one and the plural otherwise', () => {
-    expect(countLabel('Practitioner', 1)).toBe('Practitioner');
-    expect(countLabel('Practitioner', 2)).toBe('Practitioners');
-    expect(countLabel('Practitioner', 0)).toBe('Practitioners');
+    expect(countLabel('Practitioner', 1)).toBe('Doctor');
+    expect(countLabel('Practitioner', 2)).toBe('Doctors');
+    expect(countLabel('Practitioner', 0)).toBe('Doctors');
     expect(countLabel('ExplanationOfBenefit', 1)).toBe('Explanation of benefit');
     expect(countLabel('DiagnosticReport', 1)).toBe('Report');
   });

@@ -5,6 +5,7 @@ import type {
   Claim,
   Condition,
   DiagnosticReport,
+  Dosage,
   DocumentReference,
   Encounter,
   ExplanationOfBenefit,
@@ -27,7 +28,6 @@ import {
   conceptText,
   conceptsText,
   formatAddress,
-  formatBytes,
   formatDate,
   formatDateTime,
   formatMoney,
@@ -39,8 +39,8 @@ import {
   formatTelecom,
   humanName,
   quantityUnit,
-  referenceText,
 } from './format';
+import { friendlyName } from './names';
 
 export interface TypeInfo {
   label: string;
@@ -52,12 +52,12 @@ const TYPES: Record<string, TypeInfo> = {
   Condition: { label: 'Conditions', singular: 'Condition', order: 1 },
   MedicationRequest: { label: 'Medications', singular: 'Medication', order: 2 },
   MedicationStatement: { label: 'Medication statements', singular: 'Medication statement', order: 3 },
-  Observation: { label: 'Labs & observations', singular: 'Observation', order: 4 },
+  Observation: { label: 'Labs & observations', singular: 'Result', order: 4 },
   DiagnosticReport: { label: 'Reports', singular: 'Report', order: 5 },
   Procedure: { label: 'Procedures', singular: 'Procedure', order: 6 },
   Immunization: { label: 'Immunizations', singular: 'Immunization', order: 7 },
   AllergyIntolerance: { label: 'Allergies', singular: 'Allergy', order: 8 },
-  Encounter: { label: 'Encounters', singular: 'Encounter', order: 9 },
+  Encounter: { label: 'Visits', singular: 'Visit', order: 9 },
   DocumentReference: { label: 'Documents', singular: 'Document', order: 10 },
   CarePlan: { label: 'Care plans', singular: 'Care plan', order: 11 },
   Goal: { label: 'Goals', singular: 'Goal', order: 12 },
@@ -67,10 +67,10 @@ const TYPES: Record<string, TypeInfo> = {
   Coverage: { label: 'Coverage', singular: 'Coverage', order: 16 },
   Device: { label: 'Devices', singular: 'Device', order: 17 },
   Patient: { label: 'Patient', singular: 'Patient', order: 30 },
-  Practitioner: { label: 'Practitioners', singular: 'Practitioner', order: 31 },
-  PractitionerRole: { label: 'Practitioner roles', singular: 'Practitioner role', order: 32 },
-  Organization: { label: 'Organizations', singular: 'Organization', order: 33 },
-  Location: { label: 'Locations', singular: 'Location', order: 34 },
+  Practitioner: { label: 'Doctors', singular: 'Doctor', order: 31 },
+  PractitionerRole: { label: 'Doctors’ roles', singular: 'Doctor’s role', order: 32 },
+  Organization: { label: 'Clinics and organisations', singular: 'Clinic or organisation', order: 33 },
+  Location: { label: 'Places', singular: 'Place', order: 34 },
 };
 
 /** "Observation" → friendly names; unknown types keep their FHIR name. */
@@ -125,7 +125,29 @@ export function observationValue(o: Observation, locale?: string): string {
 }
 
 function medicationText(r: MedicationRequest | MedicationStatement): string {
-  return conceptText(r.medicationCodeableConcept) || referenceText(r.medicationReference);
+  return friendlyName(conceptText(r.medicationCodeableConcept) || r.medicationReference?.display);
+}
+
+const ENCOUNTER_CLASSES: Record<string, string> = {
+  AMB: 'Outpatient visit',
+  EMER: 'Emergency',
+  IMP: 'Hospital stay',
+  ACUTE: 'Hospital stay',
+  NONAC: 'Hospital stay',
+  OBSENC: 'Observation stay',
+  PRENC: 'Pre-admission',
+  SS: 'Short stay',
+  VR: 'Virtual visit',
+  HH: 'Home visit',
+  FLD: 'Field visit',
+};
+
+/** A visit's class in words ("AMB" → "Outpatient visit"). */
+export function encounterClass(code: string | undefined, display?: string): string {
+  const c = (code ?? '').toUpperCase();
+  if (ENCOUNTER_CLASSES[c]) return ENCOUNTER_CLASSES[c];
+  if (display && display.toUpperCase() !== c) return capitalise(display);
+  return '';
 }
 
 /** A short value shown next to the title in lists and the timeline. */
@@ -135,11 +157,11 @@ export function summaryValue(item: ResourceItem, locale?: string): string {
     case 'Observation':
       return observationValue(r, locale);
     case 'Condition':
-      return conceptText(r.clinicalStatus);
+      return capitalise(conceptText(r.clinicalStatus));
     case 'AllergyIntolerance':
       return r.criticality ? `${capitalise(r.criticality)} criticality` : conceptText(r.clinicalStatus);
     case 'Encounter':
-      return [r.class?.display || r.class?.code, r.status].filter(Boolean).join(' · ');
+      return encounterClass(r.class?.code, r.class?.display);
     case 'Claim':
       return formatMoney(r.total, locale);
     case 'ExplanationOfBenefit':
@@ -236,7 +258,7 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
       push(f, 'Onset', c.onsetDateTime ? d(c.onsetDateTime) : c.onsetString || formatPeriod(c.onsetPeriod, locale));
       push(f, 'Resolved', c.abatementDateTime ? d(c.abatementDateTime) : c.abatementString);
       push(f, 'Recorded', d(c.recordedDate));
-      pushRefs(f, 'Encounter', [c.encounter]);
+      pushRefs(f, 'Visit', [c.encounter]);
       break;
     }
     case 'Observation': {
@@ -253,25 +275,26 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
         push(f, conceptText(c.code) || 'Component', c.valueQuantity ? formatQuantity(c.valueQuantity, locale) : conceptText(c.valueCodeableConcept) || c.valueString);
       }
       pushRefs(f, 'Performer', o.performer);
-      pushRefs(f, 'Encounter', [o.encounter]);
+      pushRefs(f, 'Visit', [o.encounter]);
       break;
     }
     case 'MedicationRequest':
     case 'MedicationStatement': {
       const m = r as MedicationRequest | MedicationStatement;
-      push(f, 'Medication', medicationText(m));
+      if (!conceptText(m.medicationCodeableConcept) && m.medicationReference) pushRefs(f, 'Medication', [m.medicationReference]);
+      else push(f, 'Medication', medicationText(m));
       push(f, 'Status', capitalise(m.status));
       if (m.resourceType === 'MedicationRequest') {
         push(f, 'Intent', capitalise(m.intent));
         push(f, 'Prescribed', d(m.authoredOn));
-        push(f, 'Dosage', (m.dosageInstruction ?? []).map((x) => x.text || dosageText(x.timing?.repeat, x.asNeededBoolean)).filter(Boolean).join('; '));
+        push(f, 'Dose and instructions', (m.dosageInstruction ?? []).map((x) => dosageWords(x, locale)).filter(Boolean).join('; '));
         push(f, 'Reason', conceptsText(m.reasonCode));
         pushRefs(f, 'Reason', m.reasonReference);
         pushRefs(f, 'Prescriber', [m.requester]);
-        pushRefs(f, 'Encounter', [m.encounter]);
+        pushRefs(f, 'Visit', [m.encounter]);
       } else {
         push(f, 'Taken', m.effectiveDateTime ? d(m.effectiveDateTime) : formatPeriod(m.effectivePeriod, locale));
-        push(f, 'Dosage', (m.dosage ?? []).map((x) => x.text).filter(Boolean).join('; '));
+        push(f, 'Dose and instructions', (m.dosage ?? []).map((x) => dosageWords(x, locale)).filter(Boolean).join('; '));
         push(f, 'Reason', conceptsText(m.reasonCode));
       }
       break;
@@ -285,7 +308,7 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
       pushRefs(f, 'Reason', p.reasonReference);
       push(f, 'Body site', conceptsText(p.bodySite));
       pushRefs(f, 'Location', [p.location]);
-      pushRefs(f, 'Encounter', [p.encounter]);
+      pushRefs(f, 'Visit', [p.encounter]);
       break;
     }
     case 'Immunization': {
@@ -297,20 +320,20 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
       push(f, 'Dose', formatQuantity(i.doseQuantity, locale));
       push(f, 'Site', conceptText(i.site));
       pushRefs(f, 'Location', [i.location]);
-      pushRefs(f, 'Encounter', [i.encounter]);
+      pushRefs(f, 'Visit', [i.encounter]);
       break;
     }
     case 'Encounter': {
       const e = r as Encounter;
       push(f, 'Type', conceptsText(e.type));
-      push(f, 'Class', e.class?.display || e.class?.code);
-      push(f, 'Status', capitalise(e.status));
       push(f, 'When', formatPeriod(e.period, locale));
-      push(f, 'Reason', conceptsText(e.reasonCode));
-      pushRefs(f, 'Reason', e.reasonReference);
+      push(f, 'Kind of visit', encounterClass(e.class?.code, e.class?.display));
       pushRefs(f, 'With', (e.participant ?? []).map((p) => p.individual));
       pushRefs(f, 'Where', (e.location ?? []).map((l) => l.location));
-      pushRefs(f, 'Provider', [e.serviceProvider]);
+      pushRefs(f, 'Clinic', [e.serviceProvider]);
+      push(f, 'Why', conceptsText(e.reasonCode));
+      pushRefs(f, 'Why', e.reasonReference);
+      if (e.status !== 'finished') push(f, 'Status', capitalise(e.status));
       break;
     }
     case 'AllergyIntolerance': {
@@ -334,9 +357,9 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
       push(f, 'Date', x.effectiveDateTime ? d(x.effectiveDateTime) : formatPeriod(x.effectivePeriod, locale));
       push(f, 'Issued', d(x.issued));
       push(f, 'Conclusion', x.conclusion);
-      pushRefs(f, 'Results', x.result);
+      if (!(x.result ?? []).some((ref) => ref.reference)) pushRefs(f, 'Results', x.result); // else: the results table
       pushRefs(f, 'Performer', x.performer);
-      pushRefs(f, 'Encounter', [x.encounter]);
+      pushRefs(f, 'Visit', [x.encounter]);
       break;
     }
     case 'DocumentReference': {
@@ -347,14 +370,7 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
       push(f, 'Date', d(x.date));
       push(f, 'Category', conceptsText(x.category));
       pushRefs(f, 'Author', x.author);
-      push(
-        f,
-        'Attachments',
-        (x.content ?? [])
-          .map((c) => [c.attachment?.title, c.attachment?.contentType, c.attachment?.size ? formatBytes(c.attachment.size, locale) : ''].filter(Boolean).join(', '))
-          .filter(Boolean)
-          .join('; '),
-      );
+      // Attachments: their own section on the detail page (opened in the app).
       break;
     }
     case 'Claim': {
@@ -421,7 +437,7 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
       push(f, 'Body site', (s.series ?? []).map((x) => x.bodySite?.display).filter(Boolean).join(', '));
       push(f, 'Series', s.numberOfSeries !== undefined ? String(s.numberOfSeries) : s.series ? String(s.series.length) : undefined);
       push(f, 'Images', s.numberOfInstances !== undefined ? String(s.numberOfInstances) : undefined);
-      pushRefs(f, 'Encounter', [s.encounter]);
+      pushRefs(f, 'Visit', [s.encounter]);
       break;
     }
     case 'Organization': {
@@ -450,6 +466,21 @@ export function keyFields(resource: FhirResource, locale?: string): Field[] {
     }
   }
   return f;
+}
+
+/** A dosage in words: its text, else dose, timing, route and "as needed". */
+export function dosageWords(x: Dosage, locale?: string): string {
+  const parts: string[] = [];
+  const dr = x.doseAndRate?.[0];
+  if (dr?.doseQuantity) parts.push(formatQuantity(dr.doseQuantity, locale));
+  else if (dr?.doseRange) parts.push(formatRange(dr.doseRange, locale));
+  const timing = dosageText(x.timing?.repeat, x.asNeededBoolean);
+  if (timing) parts.push(timing);
+  if (x.route) parts.push(conceptText(x.route).toLowerCase());
+  const words = parts.filter(Boolean).join(', ');
+  const extra = (x.additionalInstruction ?? []).map(conceptText).filter(Boolean).join(', ');
+  if (x.text) return [x.text, extra].filter(Boolean).join('. ');
+  return [words, x.patientInstruction, extra].filter(Boolean).join('. ');
 }
 
 function dosageText(rep: { frequency?: number; period?: number; periodUnit?: string } | undefined, asNeeded?: boolean): string {

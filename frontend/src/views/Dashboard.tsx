@@ -3,7 +3,7 @@ import type { Observation, Patient } from 'fhir/r4';
 import { getCounts, getSummary, listResources } from '../api/client';
 import type { Counts, ResourceItem, Summary } from '../api/types';
 import { useApp } from '../AppContext';
-import { ErrorMessage, Loading, ResourceLink, Section } from '../components/common';
+import { ErrorMessage, ItemPerson, Loading, ResourceLink, ResultFlag, Section } from '../components/common';
 import { signalReady } from '../lib/events';
 import { ageInYears, capitalise, codeKey, formatCount, formatDate, humanName } from '../lib/format';
 import { useAsync, useTitle } from '../lib/hooks';
@@ -181,7 +181,7 @@ function ItemList({
           <ul className="item-list">
             {list.map((it) => (
               <li key={it.type + it.id + it.source_id}>
-                <ResourceLink item={it}>{resourceTitle(it)}</ResourceLink>
+                <ResourceLink item={it}>{resourceTitle(it)}</ResourceLink> <ItemPerson profileId={it.profile_id} />
                 <span className="item-meta">
                   {show === 'value' ? summaryValue(it) : ''}
                   {show === 'date' && it.date ? formatDate(it.date) : ''}
@@ -209,9 +209,11 @@ function Measurements({ title, items, empty, wide }: { title: string; items: Res
             const code = codeKey((it.resource as Observation).code);
             return (
               <li key={it.type + it.id + it.source_id}>
-                {code ? <a href={href('/labs', { code })}>{resourceTitle(it)}</a> : <ResourceLink item={it} />}
+                {code ? <a href={href('/labs', { code })}>{resourceTitle(it)}</a> : <ResourceLink item={it} />} <ItemPerson profileId={it.profile_id} />
                 <span className="measure">
-                  <span className="measure-value">{summaryValue(it)}</span>
+                  <span className="measure-value">
+                    {summaryValue(it)} <ResultFlag item={it} />
+                  </span>
                   <span className="item-meta">{formatDate(it.date)}</span>
                 </span>
               </li>
@@ -232,8 +234,12 @@ function Measurements({ title, items, empty, wide }: { title: string; items: Res
               const code = codeKey((it.resource as Observation).code);
               return (
                 <tr key={it.type + it.id + it.source_id}>
-                  <td>{code ? <a href={href('/labs', { code })}>{resourceTitle(it)}</a> : <ResourceLink item={it} />}</td>
-                  <td className="num nowrap">{summaryValue(it)}</td>
+                  <td>
+                    {code ? <a href={href('/labs', { code })}>{resourceTitle(it)}</a> : <ResourceLink item={it} />} <ItemPerson profileId={it.profile_id} />
+                  </td>
+                  <td className="num nowrap">
+                    {summaryValue(it)} <ResultFlag item={it} />
+                  </td>
                   <td className="nowrap">{formatDate(it.date)}</td>
                 </tr>
               );

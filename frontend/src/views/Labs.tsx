@@ -1,9 +1,10 @@
-import { useMemo, useState } from 'react';
+import { useEffect, useMemo, useRef, useState } from 'react';
 import type { Observation } from 'fhir/r4';
 import { fetchAllPages, getSummary, listResources } from '../api/client';
 import type { ResourceItem } from '../api/types';
 import { sourceName, useApp } from '../AppContext';
-import { ErrorMessage, Loading, detailHref } from '../components/common';
+import { ErrorMessage, Loading, ResultFlag, detailHref } from '../components/common';
+import { isAbnormal, resultFlag } from '../lib/names';
 import { LabChart } from '../components/LabChart';
 import { codeKey, formatDate, formatNumber, formatRange } from '../lib/format';
 import { useAsync, useTitle } from '../lib/hooks';
@@ -36,13 +37,28 @@ export function Labs({ route }: { route: Route }) {
     };
     add(summary.data?.labs, 'Labs');
     add(summary.data?.vitals, 'Vitals');
-    return out.sort((a, b) => (a.group === b.group ? a.name.localeCompare(b.name) : a.group === 'Labs' ? -1 : 1));
+    // Most recent results first, the abnormal ones of a day before the normal ones.
+    const day = (t: Test) => (t.latest.date ?? '').slice(0, 10);
+    const abnormal = (t: Test) => (isAbnormal(resultFlag(t.latest.resource as Observation)) ? 1 : 0);
+    return out.sort(
+      (a, b) =>
+        (a.group === b.group ? 0 : a.group === 'Labs' ? -1 : 1) ||
+        day(b).localeCompare(day(a)) ||
+        abnormal(b) - abnormal(a) ||
+        a.name.localeCompare(b.name),
+    );
   }, [summary.data]);
 
   const selected = route.params.get('code') ?? tests[0]?.code ?? '';
   const current = tests.find((t) => t.code === selected);
   useTitle(current ? `${current.name} · Labs` : 'Labs');
   const shown = tests.filter((t) => t.name.toLowerCase().includes(filter.trim().toLowerCase()));
+  // The selected test is in view in the list (opened from a link, a long list).
+  const navRef = useRef<HTMLElement>(null);
+  useEffect(() => {
+    const a = navRef.current?.querySelector<HTMLElement>('[aria-current="page"]');
+    a?.scrollIntoView?.({ block: 'nearest' });
+  }, [selected, tests.length]);
 
   return (
     <div className="page labs">
@@ -72,7 +88,7 @@ export function Labs({ route }: { route: Route }) {
               ))}
             </select>
           </label>
-          <nav aria-label="Tests" className="test-list only-wide">
+          <nav aria-label="Tests" className="test-list only-wide" ref={navRef}>
             <label className="field">
               <span>Find a test</span>
               <input type="search" value={filter} onChange={(e) => setFilter(e.target.value)} />
@@ -82,14 +98,14 @@ export function Labs({ route }: { route: Route }) {
               if (list.length === 0) return null;
               return (
                 <div key={g}>
-                  <h2 className="list-heading">{g === 'Labs' ? 'Lab results' : 'Vital signs'}</h2>
+                  <h2 className="list-heading">{g === 'Labs' ? 'Lab results, most recent first' : 'Vital signs, most recent first'}</h2>
                   <ul>
                     {list.map((t) => (
                       <li key={t.code}>
                         <a href={href('/labs', { code: t.code })} aria-current={t.code === selected ? 'page' : undefined}>
                           <span>{t.name}</span>
                           <span className="muted small">
-                            {summaryValue(t.latest)} · {formatDate(t.latest.date)}
+                            {summaryValue(t.latest)} <ResultFlag item={t.latest} /> · {formatDate(t.latest.date)}
                           </span>
                         </a>
                       </li>
@@ -149,7 +165,9 @@ function TestChart({ code, name }: { code: string; name?: string }) {
                       <td>
                         <a href={detailHref(it)}>{formatDate(it.date)}</a>
                       </td>
-                      <td className="num">{summaryValue(it) || (o.valueQuantity?.value !== undefined ? formatNumber(o.valueQuantity.value) : '')}</td>
+                      <td className="num">
+                        {summaryValue(it) || (o.valueQuantity?.value !== undefined ? formatNumber(o.valueQuantity.value) : '')} <ResultFlag item={it} />
+                      </td>
                       <td>{(o.referenceRange ?? []).map((r) => r.text || formatRange({ low: r.low, high: r.high })).join('; ')}</td>
                       {(sources?.length ?? 0) > 1 && <td>{sourceName(sources, it.source_id)}</td>}
                     </tr>

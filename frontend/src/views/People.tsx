@@ -23,7 +23,7 @@ import type { Profile } from '../api/types';
 import { useApp } from '../AppContext';
 import { ErrorMessage, Loading, Modal, Section } from '../components/common';
 import { Household } from '../components/Household';
-import { PersonAvatar } from '../components/PersonSwitcher';
+import { PersonAvatar, personAge } from '../components/PersonSwitcher';
 import { formatCount, formatDate } from '../lib/format';
 import { useAsync, useTitle } from '../lib/hooks';
 import { orderedTypes, countLabel } from '../lib/resources';
@@ -311,7 +311,16 @@ function PersonPage({ id }: { id: number }) {
         <div>
           <h1>{p.name}</h1>
           <p className="muted">
-            {p.birth_date ? `Born ${formatDate(p.birth_date)}` : 'Birth date unknown'} · {formatCount(p.resource_count)} records in{' '}
+            {p.birth_date ? `Born ${formatDate(p.birth_date)}` : 'Birth date unknown'} ·{' '}
+            {p.deceased && (
+              <>
+                <span className="person-deceased" data-testid="person-deceased">
+                  {personAge(p)}
+                </span>{' '}
+                ·{' '}
+              </>
+            )}
+            {formatCount(p.resource_count)} records in{' '}
             {formatCount(p.source_count)} {p.source_count === 1 ? 'source' : 'sources'}
           </p>
         </div>

@@ -2,7 +2,7 @@ import type { FhirResource } from 'fhir/r4';
 import { getCounts, listResources } from '../api/client';
 import type { ResourceItem, ResourceSort } from '../api/types';
 import { sourceName, useApp } from '../AppContext';
-import { ErrorMessage, Loading, ResourceLink } from '../components/common';
+import { ErrorMessage, ItemPerson, Loading, ResourceLink, ResultFlag } from '../components/common';
 import { capitalise, conceptText, conceptsText, formatCount, formatDate } from '../lib/format';
 import { useAsync, useTitle } from '../lib/hooks';
 import { orderedTypes, summaryValue, typeInfo } from '../lib/resources';
@@ -193,11 +193,17 @@ function RecordTable({ type, route, total }: { type: string; route: Route; total
             {items.map((it) => (
               <tr key={it.id + '/' + it.source_id}>
                 <td>
-                  <ResourceLink item={it} />
+                  <ResourceLink item={it} /> <ItemPerson profileId={it.profile_id} />
                 </td>
-                {cols.map((c) => (
+                {cols.map((c, ci) => (
                   <td key={c.label} className={c.num ? 'num' : undefined}>
                     {c.value(it)}
+                    {ci === 0 && it.type === 'Observation' && (
+                      <>
+                        {' '}
+                        <ResultFlag item={it} />
+                      </>
+                    )}
                   </td>
                 ))}
                 <td className="nowrap">{formatDate(it.date)}</td>

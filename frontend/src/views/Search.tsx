@@ -2,7 +2,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { search } from '../api/client';
 import type { ResourceItem } from '../api/types';
 import { useApp } from '../AppContext';
-import { ErrorMessage, Loading, ResourceLink, TypeBadge } from '../components/common';
+import { ErrorMessage, ItemPerson, Loading, ResourceLink, ResultFlag, TypeBadge } from '../components/common';
 import { formatDate } from '../lib/format';
 import { useTitle } from '../lib/hooks';
 import { summaryValue } from '../lib/resources';
@@ -56,8 +56,9 @@ export function SearchView({ route }: { route: Route }) {
             <TypeBadge type={it.type} />
             <span className="result-title">
               <ResourceLink item={it} />
-              {summaryValue(it) && <span className="muted"> {summaryValue(it)}</span>}
+              {summaryValue(it) && <span className="muted"> {summaryValue(it)}</span>} <ResultFlag item={it} />
             </span>
+            <ItemPerson profileId={it.profile_id} always />
             <span className="muted nowrap">{formatDate(it.date)}</span>
           </li>
         ))}

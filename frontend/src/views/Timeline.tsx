@@ -2,9 +2,10 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { getCounts, getTimeline } from '../api/client';
 import type { ResourceItem } from '../api/types';
 import { sourceName, useApp } from '../AppContext';
-import { ErrorMessage, Loading, ResourceLink, TypeBadge } from '../components/common';
+import { ErrorMessage, ItemPerson, Loading, ResourceLink, ResultFlag, TypeBadge } from '../components/common';
 import { formatDate, monthHeading } from '../lib/format';
 import { useAsync, useDataEvents, useDebounced, useTitle } from '../lib/hooks';
+import { NOT_EVENTS } from '../lib/names';
 import { orderedTypes, summaryValue, typeInfo } from '../lib/resources';
 import { navigate, type Route } from '../lib/router';
 
@@ -105,13 +106,18 @@ export function Timeline({ route }: { route: Route }) {
     return () => io.disconnect();
   }, [loadMore]);
 
-  const available = orderedTypes(counts.data ?? {});
+  // Directory entries and a visit's costs are not events (the API leaves them out too).
+  const available = orderedTypes(counts.data ?? {}).filter((t) => !NOT_EVENTS.has(t) || types.includes(t));
   const toggleType = (t: string) => {
     const set = new Set(types);
     if (set.has(t)) set.delete(t);
     else set.add(t);
     setParams({ types: [...set].join(',') });
   };
+
+  // Where a record came from helps only among several providers; a file's name does not.
+  const providers = (sources ?? []).filter((x) => x.kind === 'provider');
+  const showSource = (id: number) => providers.length > 1 && providers.some((x) => x.id === id);
 
   // Group by month, newest first (the API's order).
   const groups: { heading: string; items: ResourceItem[] }[] = [];
@@ -166,9 +172,9 @@ export function Timeline({ route }: { route: Route }) {
                   <TypeBadge type={it.type} />
                   <span className="tl-title">
                     <ResourceLink item={it} />
-                    {summaryValue(it) && <span className="tl-value"> {summaryValue(it)}</span>}
+                    {summaryValue(it) && <span className="tl-value"> {summaryValue(it)}</span>} <ResultFlag item={it} /> <ItemPerson profileId={it.profile_id} />
                   </span>
-                  {(sources?.length ?? 0) > 1 && <span className="tl-source muted small">{sourceName(sources, it.source_id)}</span>}
+                  {showSource(it.source_id) && <span className="tl-source muted small">{sourceName(sources, it.source_id)}</span>}
                 </li>
               ))}
             </ul>
