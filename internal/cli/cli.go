@@ -51,7 +51,9 @@ Usage:
   fasten-desktop backup FILE               write a checked copy of the record database to FILE
   fasten-desktop lighthouse --listen ADDR --db PATH|postgres://... --providers FILE [--public-url URL]
                                            run the reference Lighthouse auth gateway
-  fasten-desktop sandbox [--listen ADDR]   run the demo hospital and a Lighthouse on loopback
+  fasten-desktop sandbox [--listen ADDR] [--data DIR]
+                                           run the demo hospital (built-in demo patients, or the
+                                           Synthea bundles in DIR) and a Lighthouse on loopback
   fasten-desktop version                   print the version
 
 Every command accepts --data-dir DIR (or FASTEN_DATA_DIR) and --lighthouse-url URL
