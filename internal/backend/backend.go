@@ -30,6 +30,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 	"github.com/fastenhealth/fasten-desktop/internal/syncer"
+	"github.com/fastenhealth/fasten-desktop/internal/useragent"
 )
 
 // Options choose where and how the backend runs.
@@ -70,6 +71,9 @@ type Backend struct {
 	Hub *events.Hub
 	// Syncer keeps provider sources up to date; Run starts it.
 	Syncer *syncer.Syncer
+	// HTTP is the client for providers and the Lighthouse: its requests carry the app's
+	// User-Agent (fasten-desktop/<version>). The one-shot `sync` command uses it too.
+	HTTP *http.Client
 	// People serves the household's people (profiles): listing, editing, merge with undo,
 	// re-assignment, deletion; the importer and the connect flow match patients with it.
 	People *people.Service
@@ -120,6 +124,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		Syncing:      func(id int64) bool { return b.Syncer != nil && b.Syncer.Syncing(id) },
 		DeleteSource: b.deleteSource,
 	})
+	b.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: useragent.Transport(useragent.String(opt.Version), nil)}
 	b.Keyring = opt.Keyring
 	if b.Keyring == nil {
 		b.Keyring = secrets.NewKeyring(connect.KeyringService)
@@ -147,6 +152,9 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		Log:                b.Log.With("part", "connect"),
 		Events:             b.Bus,
 		People:             b.People,
+
+		HTTPClient:           b.HTTP, // User-Agent: fasten-desktop/<version>
+		LighthouseHTTPClient: b.HTTP,
 	})
 	if err != nil {
 		b.Close()
@@ -156,6 +164,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 	b.Syncer = syncer.New(syncer.Config{
 		Store:    b.Store,
 		Tokens:   b.Connect.TokenManagerFor,
+		HTTP:     &http.Client{Transport: b.HTTP.Transport}, // the syncer sets its own timeouts
 		Events:   b.Bus,
 		Log:      b.Log.With("part", "syncer"),
 		Interval: cfg.SyncEvery(),

@@ -214,6 +214,24 @@ func TestServeHeadlessWithSecretsFile(t *testing.T) {
 	if err := s.stop(t); err != nil {
 		t.Fatalf("serve: %v", err)
 	}
+	// The app's requests to the provider (discovery, token, FHIR) carry its User-Agent. The
+	// portal pages are the browser's (this test) and the Lighthouse discovers the provider too.
+	seen := map[string]bool{}
+	for _, r := range sb.Hospital.Requests() {
+		ours := r.UserAgent == "fasten-desktop/test"
+		switch {
+		case strings.HasSuffix(r.Path, "/.well-known/smart-configuration"):
+			seen["discovery"] = seen["discovery"] || ours
+		case r.Path == "/auth/token" || strings.HasPrefix(r.Path, "/fhir/"):
+			seen[r.Path] = true
+			if !ours {
+				t.Errorf("%s %s: User-Agent %q", r.Method, r.Path, r.UserAgent)
+			}
+		}
+	}
+	if !seen["discovery"] || !seen["/auth/token"] || len(seen) < 3 {
+		t.Errorf("requests with the app's User-Agent: %v", seen)
+	}
 
 	// The secrets file holds the installation secret and the tokens, none of it in clear.
 	path := filepath.Join(data, SecretsFileName)
