@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -23,17 +24,31 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 )
 
-// noDBus makes this process look like a headless server: its session bus address points at a
-// socket that does not exist, so the OS keyring cannot be used. (Unsetting the address is not
-// enough on a machine with dbus-x11: the D-Bus library would autolaunch a session bus.) It checks
-// that, so the tests below cannot pass because a keyring happened to be there.
-func noDBus(t *testing.T) {
+// headless runs the calling test again in a child process whose session bus address points at a
+// socket that does not exist, like a server without a D-Bus session, and reports whether this is
+// that child (then the test goes on). A child process because the D-Bus library keeps its first
+// session bus connection for the life of the process: another test may have made one already.
+// (Unsetting the address is not enough on a machine with dbus-x11: the library would autolaunch
+// a session bus.) The child checks that the OS keyring is really unusable, so the test cannot
+// pass because a keyring happened to be there.
+func headless(t *testing.T) bool {
 	t.Helper()
-	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "no-bus"))
-	_, err := secrets.NewKeyring(connect.KeyringService, secrets.WithTimeout(10*time.Second)).Get(context.Background(), "probe")
-	if !errors.Is(err, secrets.ErrUnavailable) {
-		t.Fatalf("the OS keyring is still usable without a D-Bus session (err %v)", err)
+	if os.Getenv("FASTEN_TEST_NO_DBUS_CHILD") == "1" {
+		_, err := secrets.NewKeyring(connect.KeyringService, secrets.WithTimeout(10*time.Second)).Get(context.Background(), "probe")
+		if !errors.Is(err, secrets.ErrUnavailable) {
+			t.Fatalf("the OS keyring is still usable without a D-Bus session (err %v)", err)
+		}
+		return true
 	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "FASTEN_TEST_NO_DBUS_CHILD=1",
+		"DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(t.TempDir(), "no-bus"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+		t.Fatalf("%s without a D-Bus session: %v\n%s", t.Name(), err, out)
+	}
+	t.Logf("passed in a process without a D-Bus session")
+	return false
 }
 
 // served is a `serve` command running in the test.
@@ -114,7 +129,9 @@ func (s *served) call(t *testing.T, method, path string, body any, want int, out
 // the installation secret and the tokens, none of them in clear; a wrong passphrase is refused with
 // a clear message and changes nothing.
 func TestServeHeadlessWithSecretsFile(t *testing.T) {
-	noDBus(t)
+	if !headless(t) {
+		return
+	}
 	ctx := context.Background()
 	demo, err := sandbox.LoadDemoData(time.Time{})
 	if err != nil {
@@ -297,7 +314,9 @@ func TestServeHeadlessWithSecretsFile(t *testing.T) {
 // starts (imports work), never creates a secrets file, and both its startup message and the
 // error of registering say exactly how to enable the encrypted file.
 func TestServeWithoutKeyringSaysHowToUseTheFile(t *testing.T) {
-	noDBus(t)
+	if !headless(t) {
+		return
+	}
 	data := t.TempDir()
 	s := runServe(t, []string{"--data-dir", data, "--lighthouse-url", "http://127.0.0.1:9"}, map[string]string{})
 	if s.base == "" {
