@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -288,9 +287,9 @@ func BenchmarkImportPeakRSS(b *testing.B) {
 		if err != nil {
 			b.Fatalf("import: %v %s", err, out)
 		}
-		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
+		peak := peakRSSMiB(cmd.ProcessState)
+		b.ReportMetric(peak, "peak-RSS-MiB")
 		b.ReportMetric(float64(st.Size())/1e6/el.Seconds(), "MB/s")
-		b.Logf("%.0f MB in %.1fs, peak RSS %.0f MiB", float64(st.Size())/1e6, el.Seconds(), float64(ru.Maxrss)/1024)
+		b.Logf("%.0f MB in %.1fs, peak RSS %.0f MiB", float64(st.Size())/1e6, el.Seconds(), peak)
 	}
 }
