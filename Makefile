@@ -65,7 +65,7 @@ test: deps-test vet build test-go test-frontend test-e2e test-dist
 	@echo "All tests passed."
 
 vet:
-	@out="$$(gofmt -l main.go app internal)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out="$$(gofmt -l main.go app internal build)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags $(TAGS) ./app/ .
 
