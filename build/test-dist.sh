@@ -124,6 +124,7 @@ $GO version -m "$x/fasten-desktop-$version-linux-amd64/fasten-desktop" | grep -q
 step "every package compiles for Windows"
 GOOS=windows $GO vet ./...
 GOOS=windows $GO vet -tags desktop,production ./app/ .
+mkdir -p "$x/wintest"
 GOOS=windows $GO test -c -o "$x/wintest" ./... >/dev/null
 echo "test binaries for Windows: $(ls "$x/wintest" | wc -l)"
 
