@@ -91,7 +91,8 @@ wait $sandbox_pid || true
 rmdir "$empty"
 
 step "the installed app's window (desktop smoke test under Xvfb)"
-FASTEN_DESKTOP_BIN=$bin FASTEN_TEST_OUTPUT="$OUTDIR" $GO test -count=1 -v -run '^TestDesktopWindowShowsTheDashboard$' ./app/ 2>&1 | tee "$x/smoke.log"
+# Inside a private D-Bus session (as in make test-go), so the app autolaunches no session bus.
+FASTEN_DESKTOP_BIN=$bin FASTEN_TEST_OUTPUT="$OUTDIR" .ci/with-keyring.sh $GO test -count=1 -v -run '^TestDesktopWindowShowsTheDashboard$' ./app/ 2>&1 | tee "$x/smoke.log"
 grep -q -- '--- PASS: TestDesktopWindowShowsTheDashboard' "$x/smoke.log"
 for png in "$OUTDIR"/*.png; do
   echo "screenshot of the installed app: $png ($(identify -format '%wx%h' "$png"), $(stat -c %s "$png") bytes)"
