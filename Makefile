@@ -6,25 +6,35 @@ SHELL := /bin/bash
 GO ?= go
 BIN := build/bin/fasten-desktop
 TAGS := desktop,production,webkit2_41
+# The version shown by `version`, in Settings and in the User-Agent (main.version).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages: the window (GTK + WebKitGTK 4.1), browser tests (chromium), the desktop smoke
 # test (Xvfb, ImageMagick for screenshots, xwininfo), the real keyring (gnome-keyring under a dbus
 # session) and PostgreSQL for the Lighthouse gateway tests.
 RUN_PKGS := libgtk-3-dev libwebkit2gtk-4.1-dev pkg-config
-TEST_PKGS := $(RUN_PKGS) chromium xvfb xauth imagemagick x11-utils gnome-keyring dbus-x11 postgresql python3-aiosmtpd
+# `make dist`: the Windows installer (nsis), icons (imagemagick), package checks.
+DIST_PKGS := $(RUN_PKGS) nsis imagemagick desktop-file-utils appstream
+TEST_PKGS := $(RUN_PKGS) chromium xvfb xauth imagemagick x11-utils gnome-keyring dbus-x11 postgresql python3-aiosmtpd nsis desktop-file-utils appstream
 
-.PHONY: run build build-headless frontend deps-run deps-test test test-go test-frontend test-e2e test-desktop vet fmt bench clean
+.PHONY: run build build-headless frontend deps-run deps-test deps-dist dist test test-go test-frontend test-e2e test-dist test-desktop vet fmt bench clean
 
 run: deps-run build
 	./$(BIN)
 
 build: frontend
-	$(GO) build -tags $(TAGS) -ldflags "-s -w" -o $(BIN) .
+	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN) .
 
 # A server build without the window (no cgo): serve, import, sync, lighthouse, sandbox.
 build-headless: frontend
-	CGO_ENABLED=0 $(GO) build -o build/bin/fasten-desktop-headless .
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o build/bin/fasten-desktop-headless .
+
+# The installable packages in build/dist/: .deb, Windows installer and .exe, headless tarballs for
+# linux-amd64 and darwin-arm64, SHA256SUMS (build/dist.sh says what each is).
+dist: deps-dist frontend
+	VERSION="$(VERSION)" GO="$(GO)" build/dist.sh
 
 frontend: frontend/node_modules/.installed
 	cd frontend && npm run build
@@ -48,11 +58,14 @@ deps-run:
 deps-test:
 	@$(call apt_install,$(TEST_PKGS))
 
-test: deps-test vet build test-go test-frontend test-e2e
+deps-dist:
+	@$(call apt_install,$(DIST_PKGS))
+
+test: deps-test vet build test-go test-frontend test-e2e test-dist
 	@echo "All tests passed."
 
 vet:
-	@out="$$(gofmt -l main.go app internal)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out="$$(gofmt -l main.go app internal build)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags $(TAGS) ./app/ .
 
@@ -73,8 +86,16 @@ test-frontend: frontend/node_modules/.installed
 test-e2e: build
 	cd frontend && FASTEN_BIN="$(CURDIR)/$(BIN)" FASTEN_REQUIRE_KEYRING=1 ../.ci/with-keyring.sh npm run e2e
 
+# The packages as a user gets them: builds `make dist`, checks the .deb's contents, desktop entry
+# and AppStream data, installs it, runs the installed binary (version, `sandbox` from an empty
+# folder, the desktop smoke test under Xvfb with a screenshot, the demo hospital connect in the
+# browser e2e), removes it; checks the Windows executables' headers and that every package
+# compiles for Windows (vet and test binaries).
+test-dist: dist
+	FASTEN_REQUIRE_KEYRING=1 build/test-dist.sh
+
 bench:
 	.ci/bench.sh
 
 clean:
-	rm -rf build/bin frontend/test-results
+	rm -rf build/bin build/dist frontend/test-results

@@ -26,7 +26,8 @@ var dist embed.FS
 //go:embed build/appicon.png
 var icon []byte
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..." (`make build` and `make dist`
+// use `git describe --tags --always --dirty`).
 var version = "dev"
 
 func main() {
@@ -45,6 +46,9 @@ func main() {
 
 func versionString() string {
 	v := version
+	if v != "dev" {
+		return v // stamped by the build
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" && len(s.Value) >= 12 {

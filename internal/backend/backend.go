@@ -38,6 +38,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/records"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 	"github.com/fastenhealth/fasten-desktop/internal/syncer"
+	"github.com/fastenhealth/fasten-desktop/internal/useragent"
 )
 
 // Options choose where and how the backend runs.
@@ -92,6 +93,9 @@ type Backend struct {
 	Hub    *webhooks.Hub
 	// Syncer keeps provider sources up to date; Run starts it.
 	Syncer *syncer.Syncer
+	// HTTP is the client for providers and the Lighthouse: its requests carry the app's
+	// User-Agent (fasten-desktop/<version>). The one-shot `sync` command uses it too.
+	HTTP *http.Client
 	// People serves the household's people (profiles): listing, editing, merge with undo,
 	// re-assignment, deletion; the importer and the connect flow match patients with it.
 	People *people.Service
@@ -146,6 +150,8 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 	spool := filepath.Join(dirs.Data, "spool")
 	cleanSpool(spool)
 	b.Bus = events.NewBus(events.BusOptions{Log: b.Log.With("part", "events")})
+	// Requests to providers and the Lighthouse carry User-Agent: fasten-desktop/<version>.
+	b.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: useragent.Transport(useragent.String(opt.Version), nil)}
 	b.Keyring = opt.Keyring
 	if b.Keyring == nil {
 		b.Keyring = secrets.NewKeyring(installation.KeyringService)
@@ -155,6 +161,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		Keyring:            b.Keyring,
 		LighthouseOverride: override,
 		Log:                b.Log.With("part", "installation"),
+		HTTPClient:         b.HTTP,
 	}); err != nil {
 		b.Close()
 		return nil, err
@@ -163,6 +170,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		Keyring:      b.Keyring,
 		Installation: b.Installation,
 		Log:          b.Log.With("part", "tokens"),
+		HTTPClient:   b.HTTP,
 	}); err != nil {
 		b.Close()
 		return nil, err
@@ -171,6 +179,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		Store:    b.Store,
 		DB:       b.DB,
 		Tokens:   b.Tokens.ManagerFor,
+		HTTP:     &http.Client{Transport: b.HTTP.Transport}, // the syncer sets its own timeouts
 		Events:   b.Bus,
 		Log:      b.Log.With("part", "syncer"),
 		Interval: cfg.SyncEvery(),
@@ -199,6 +208,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		Log:          b.Log.With("part", "connect"),
 		Events:       b.Bus,
 		People:       b.People,
+		HTTPClient:   b.HTTP,
 		// A new or reconnected source gets its first sync at once.
 		OnConnected: func(id int64) {
 			if err := b.Syncer.Enqueue(context.Background(), id, syncer.TriggerConnect); err != nil {

@@ -59,7 +59,9 @@ Usage:
                                            (more flags: lighthouse --help; docs/lighthouse-operations.md)
   fasten-desktop lighthouse admin --db DB installations|revoke ID|unrevoke ID|outbox|rotate-key
                                            the Lighthouse operator's commands
-  fasten-desktop sandbox [--listen ADDR]   run the demo hospital and a Lighthouse on loopback
+  fasten-desktop sandbox [--listen ADDR] [--data DIR]
+                                           run the demo hospital (built-in demo patients, or the
+                                           Synthea bundles in DIR) and a Lighthouse on loopback
   fasten-desktop version                   print the version
 
 Every command accepts --data-dir DIR (or FASTEN_DATA_DIR) and --lighthouse-url URL

@@ -99,15 +99,27 @@ func sandboxCmd(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("sandbox", env, &c)
 	listen := fs.String("listen", "127.0.0.1:9400", "address of the demo hospital")
 	lh := fs.String("lighthouse-listen", "127.0.0.1:0", "address of the sandbox Lighthouse")
+	data := fs.String("data", "", "a folder of Synthea patient-*.json bundles to serve instead of the built-in demo patients")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	// The built-in demo data set needs no files beside the binary; --data serves a folder.
+	var d *sandbox.Data
+	var err error
+	if *data != "" {
+		d, err = sandbox.LoadData(*data, time.Time{})
+	} else {
+		d, err = sandbox.LoadDemoData(time.Time{})
+	}
+	if err != nil {
+		return fmt.Errorf("demo hospital data: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "fasten-sandbox-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	sb, err := StartSandbox(ctx, *listen, *lh, dir, sandbox.Config{})
+	sb, err := StartSandbox(ctx, *listen, *lh, dir, sandbox.Config{Data: d})
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,13 @@ func serve(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer ln.Close()
-	b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: env.Version, LogLevel: level(c), LogToStderr: true, Getenv: env.Getenv, Lock: lock})
+	// The OS keyring, or the encrypted secrets file when a passphrase was given (secrets.go).
+	keyring, note, err := secretsStore(ctx, c, env)
+	if err != nil {
+		return err
+	}
+	printSecretsNote(env.Stderr, note)
+	b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: env.Version, LogLevel: level(c), LogToStderr: true, Getenv: env.Getenv, Keyring: keyring, Lock: lock})
 	if err != nil {
 		return err
 	}

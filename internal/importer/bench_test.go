@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -302,10 +301,10 @@ func BenchmarkImportPeakRSS(b *testing.B) {
 		if err != nil {
 			b.Fatalf("import: %v %s", err, out)
 		}
-		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
+		peak := peakRSSMiB(cmd.ProcessState)
+		b.ReportMetric(peak, "peak-RSS-MiB")
 		b.ReportMetric(float64(st.Size())/1e6/el.Seconds(), "MB/s")
-		b.Logf("%.0f MB in %.1fs, peak RSS %.0f MiB", float64(st.Size())/1e6, el.Seconds(), float64(ru.Maxrss)/1024)
+		b.Logf("%.0f MB in %.1fs, peak RSS %.0f MiB", float64(st.Size())/1e6, el.Seconds(), peak)
 	}
 }
 
@@ -339,9 +338,9 @@ func BenchmarkImportPeakRSSSmall(b *testing.B) {
 				if err != nil {
 					b.Fatalf("import: %v %s", err, out)
 				}
-				ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-				b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
-				b.Logf("%d small resources: peak RSS %.0f MiB", n, float64(ru.Maxrss)/1024)
+				peak := peakRSSMiB(cmd.ProcessState)
+				b.ReportMetric(peak, "peak-RSS-MiB")
+				b.Logf("%d small resources: peak RSS %.0f MiB", n, peak)
 			}
 		})
 	}

@@ -77,6 +77,7 @@ func (e *prefsEnv) get() View {
 // writes a .desktop entry that runs this program with --background (and the data folder), the
 // settings file records it, and turning it off removes the entry. The entry is the truth.
 func TestPreferencesAutostart(t *testing.T) {
+	skipUnlessXDG(t)
 	xdg := t.TempDir()
 	t.Setenv("XDG_CONFIG_HOME", xdg)
 	cmd, err := autostart.Command()
@@ -107,7 +108,7 @@ func TestPreferencesAutostart(t *testing.T) {
 			execLine = v
 		}
 	}
-	want, err := autostart.ExecLine([]string{exe, "--background", "--data-dir", dataDir})
+	want, err := xdgExecLine([]string{exe, "--background", "--data-dir", dataDir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,12 @@ package sandbox
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -102,24 +104,41 @@ func LoadData(dir string, baseTime time.Time) (*Data, error) {
 		}
 		dir = d
 	}
+	d, err := LoadDataFS(os.DirFS(dir), baseTime)
+	if err != nil && errors.Is(err, errNoPatients) {
+		return nil, fmt.Errorf("no patient-*.json bundles in %s", dir)
+	}
+	return d, err
+}
+
+var errNoPatients = errors.New("no patient-*.json bundles")
+
+// LoadDataFS is LoadData over the top folder of fsys. Bundles may also be gzip-compressed
+// (patient-*.json.gz, organizations.json.gz): the embedded demo data set is (see demo.go).
+func LoadDataFS(fsys fs.FS, baseTime time.Time) (*Data, error) {
 	if baseTime.IsZero() {
 		baseTime = DefaultBaseTime
 	}
 	baseTime = baseTime.UTC().Truncate(time.Millisecond)
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	files, err := fs.Glob(fsys, "*.json")
 	if err != nil {
 		return nil, fmt.Errorf("list data: %w", err)
 	}
+	gz, err := fs.Glob(fsys, "*.json.gz")
+	if err != nil {
+		return nil, fmt.Errorf("list data: %w", err)
+	}
+	files = append(files, gz...)
 	var patientFiles, sharedFiles []string
 	for _, f := range files {
-		if strings.HasPrefix(filepath.Base(f), "patient-") {
+		if strings.HasPrefix(f, "patient-") {
 			patientFiles = append(patientFiles, f)
 		} else {
 			sharedFiles = append(sharedFiles, f)
 		}
 	}
 	if len(patientFiles) == 0 {
-		return nil, fmt.Errorf("no patient-*.json bundles in %s", dir)
+		return nil, errNoPatients
 	}
 	slices.Sort(patientFiles)
 	slices.Sort(sharedFiles)
@@ -128,20 +147,20 @@ func LoadData(dir string, baseTime time.Time) (*Data, error) {
 	sharedRefs := map[string]string{} // urn:uuid:X -> Type/id
 	sharedSeen := map[string]bool{}
 	for _, f := range sharedFiles {
-		entries, err := readBundle(f)
+		entries, err := readBundle(fsys, f)
 		if err != nil {
 			return nil, err
 		}
 		for i, e := range entries {
 			if !sharedTypes[e.typ] {
-				return nil, fmt.Errorf("%s entry %d: %s is not a shared type", filepath.Base(f), i, e.typ)
+				return nil, fmt.Errorf("%s entry %d: %s is not a shared type", f, i, e.typ)
 			}
 			sharedRefs[e.fullURL] = e.typ + "/" + e.id
 		}
 		for i := range entries {
 			r, err := finishResource(&entries[i], sharedRefs, nil, baseTime)
 			if err != nil {
-				return nil, fmt.Errorf("%s entry %d: %w", filepath.Base(f), i, err)
+				return nil, fmt.Errorf("%s entry %d: %w", f, i, err)
 			}
 			if !sharedSeen[r.key()] {
 				sharedSeen[r.key()] = true
@@ -161,7 +180,7 @@ func LoadData(dir string, baseTime time.Time) (*Data, error) {
 	for range max(1, min(runtime.GOMAXPROCS(0), len(patientFiles))) {
 		wg.Go(func() {
 			for i := range jobs {
-				p, sh, err := loadPatientBundle(patientFiles[i], sharedRefs, baseTime)
+				p, sh, err := loadPatientBundle(fsys, patientFiles[i], sharedRefs, baseTime)
 				results[i] = result{p, sh, err}
 			}
 		})
@@ -178,7 +197,7 @@ func LoadData(dir string, baseTime time.Time) (*Data, error) {
 			return nil, res.err
 		}
 		if seenPatient[res.p.id] {
-			return nil, fmt.Errorf("%s: patient %s appears twice", filepath.Base(patientFiles[i]), res.p.id)
+			return nil, fmt.Errorf("%s: patient %s appears twice", patientFiles[i], res.p.id)
 		}
 		seenPatient[res.p.id] = true
 		d.patients = append(d.patients, res.p)
@@ -192,19 +211,28 @@ func LoadData(dir string, baseTime time.Time) (*Data, error) {
 	return d, nil
 }
 
-// readBundle reads and scans one Bundle file.
-func readBundle(path string) ([]rawEntry, error) {
-	raw, err := os.ReadFile(path)
+// readBundle reads and scans one Bundle file (gunzipped when its name ends in .gz).
+func readBundle(fsys fs.FS, name string) ([]rawEntry, error) {
+	raw, err := fs.ReadFile(fsys, name)
 	if err != nil {
 		return nil, fmt.Errorf("read bundle: %w", err)
 	}
+	if strings.HasSuffix(name, ".gz") {
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if raw, err = io.ReadAll(zr); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
 	compact, err := compactJSON(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	entries, err := scanBundle(compact)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	for i := range entries {
 		if entries[i].fullURL == "" {
@@ -214,8 +242,8 @@ func readBundle(path string) ([]rawEntry, error) {
 	return entries, nil
 }
 
-func loadPatientBundle(path string, sharedRefs map[string]string, baseTime time.Time) (*loadedPatient, []*resource, error) {
-	entries, err := readBundle(path)
+func loadPatientBundle(fsys fs.FS, name string, sharedRefs map[string]string, baseTime time.Time) (*loadedPatient, []*resource, error) {
+	entries, err := readBundle(fsys, name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -225,11 +253,11 @@ func loadPatientBundle(path string, sharedRefs map[string]string, baseTime time.
 		local[e.fullURL] = e.typ + "/" + e.id
 		if e.typ == "Patient" {
 			if p != nil {
-				return nil, nil, fmt.Errorf("%s: more than one Patient", filepath.Base(path))
+				return nil, nil, fmt.Errorf("%s: more than one Patient", name)
 			}
 			v, err := decodeJSON(e.raw)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s entry %d: %w", filepath.Base(path), i, err)
+				return nil, nil, fmt.Errorf("%s entry %d: %w", name, i, err)
 			}
 			m, _ := v.(map[string]any)
 			p = &loadedPatient{id: e.id}
@@ -237,7 +265,7 @@ func loadPatientBundle(path string, sharedRefs map[string]string, baseTime time.
 		}
 	}
 	if p == nil {
-		return nil, nil, fmt.Errorf("%s: no Patient entry", filepath.Base(path))
+		return nil, nil, fmt.Errorf("%s: no Patient entry", name)
 	}
 	var shared []*resource
 	seenShared := map[string]bool{}
@@ -245,7 +273,7 @@ func loadPatientBundle(path string, sharedRefs map[string]string, baseTime time.
 		e := &entries[i]
 		r, err := finishResource(e, local, sharedRefs, baseTime)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s entry %d: %w", filepath.Base(path), i, err)
+			return nil, nil, fmt.Errorf("%s entry %d: %w", name, i, err)
 		}
 		if sharedTypes[e.typ] {
 			if !seenShared[r.key()] {

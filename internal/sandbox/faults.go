@@ -127,6 +127,7 @@ type LoggedRequest struct {
 	Status    int
 	Fault     string // injected fault: "401", "429", "5xx", "invalid_grant", "cancelled", or ""
 	GrantType string // grant_type of token-endpoint requests
+	UserAgent string // the User-Agent header
 }
 
 type requestLog struct {

@@ -252,6 +252,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.reqlog.add(LoggedRequest{
 		Time: start, ClockTime: clock, Method: r.Method, Path: r.URL.Path,
 		Query: redactQuery(r.URL.Query()), Status: sw.status, Fault: ri.fault, GrantType: ri.grantType,
+		UserAgent: r.UserAgent(),
 	})
 	s.log.Debug("sandbox request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
 		"fault", ri.fault, "duration", time.Since(start))

@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+	// The PostgreSQL driver "pgx" is registered by the headless build (internal/cli/postgres.go).
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 )
 
 //go:embed migrations/*.sql
