@@ -144,13 +144,25 @@ func TestIssue14_6_UploadTargets(t *testing.T) {
 	if code != http.StatusConflict || !strings.Contains(string(body), "provider") {
 		t.Fatalf("into a provider source: %d %s", code, body)
 	}
+	var self int64
+	if err := e.store.WriteTx(t.Context(), func(tx *sql.Tx) error {
+		var err error
+		self, err = e.store.CreateSource(t.Context(), tx, records.NewSource{Kind: records.KindManual, Name: "Entered by me", ContentHash: "self:1"})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	code, body = e.upload(t, []string{file}, map[string]string{"source_id": fmt.Sprint(self)}, nil)
+	if code != http.StatusConflict || !strings.Contains(string(body), "entered themselves") {
+		t.Fatalf("into a person's own source: %d %s", code, body)
+	}
 	code, body = e.upload(t, []string{file}, map[string]string{"source_id": "abc"}, nil)
 	if code != http.StatusBadRequest || !strings.Contains(string(body), "source_id") {
 		t.Fatalf("source_id=abc: %d %s", code, body)
 	}
 	var srcs []records.Source
 	e.get(t, "/sources", &srcs)
-	if len(srcs) != 1 {
+	if len(srcs) != 2 {
 		t.Fatalf("sources after refused uploads: %+v", srcs)
 	}
 }

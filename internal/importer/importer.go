@@ -509,6 +509,9 @@ func (im *Importer) target(ctx context.Context, tx *sql.Tx, in Input, opt Option
 		if src.Kind != records.KindManual {
 			return 0, false, false, httpkit.Errorf(http.StatusConflict, "conflict", "Source %d is a connection to a provider; files can only be imported into file sources.", opt.SourceID)
 		}
+		if records.IsSelfSource(src) {
+			return 0, false, false, httpkit.Errorf(http.StatusConflict, "conflict", "Source %d holds what a person entered themselves; import files as a source of their own.", opt.SourceID)
+		}
 		return src.ID, false, false, nil
 	}
 	if id, ok, err := im.store.FindManualSourceByHash(ctx, tx, fs.hash); err != nil || ok {
