@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 
 	"github.com/fastenhealth/fasten-desktop/internal/backend"
@@ -44,12 +45,19 @@ func syncCmd(ctx context.Context, args []string, env Env) error {
 		return printSync(env.Stdout, results)
 	}
 	defer lock.Release()
-	b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: env.Version, LogLevel: level(c), Getenv: env.Getenv, Lock: lock})
+	// The OS keyring, or the encrypted secrets file of a headless server (as serve).
+	keyring, note, err := secretsStore(ctx, c, env)
+	if err != nil {
+		return err
+	}
+	printSecretsNote(env.Stderr, note)
+	b, err := backend.Open(ctx, backend.Options{DataDir: c.DataDir, LighthouseURL: c.LighthouseURL, Version: env.Version, LogLevel: level(c), Getenv: env.Getenv, Lock: lock, Keyring: keyring})
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	return runSync(ctx, env.Stdout, b, syncer.Config{Tokens: syncTokens(b)}, *source)
+	// Requests carry the app's User-Agent; the syncer sets its own timeouts.
+	return runSync(ctx, env.Stdout, b, syncer.Config{Tokens: syncTokens(b), HTTP: &http.Client{Transport: b.HTTP.Transport}}, *source)
 }
 
 // runSync syncs every connected provider source (or only the one with id only) in this process,
