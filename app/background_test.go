@@ -3,7 +3,9 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -35,11 +37,18 @@ func TestBackgroundRunsTheDueSync(t *testing.T) {
 	data := t.TempDir()
 
 	// The demo hospital and its Lighthouse.
-	_, sbLines := start(t, ctx, bin, os.Environ(), "sandbox", "--listen", "127.0.0.1:0", "--lighthouse-listen", "127.0.0.1:0")
+	synthea, err := shareddata.Path(shareddata.Synthea)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The shared Synthea set (the built-in demo data holds only a few patients).
+	_, sbLines := start(t, ctx, bin, os.Environ(), "sandbox", "--listen", "127.0.0.1:0", "--lighthouse-listen", "127.0.0.1:0", "--data", synthea)
 	lhURL := strings.TrimPrefix(waitLine(t, sbLines, regexp.MustCompile(`^lighthouse_url=`), 60*time.Second), "lighthouse_url=")
 
 	// Connect a patient through serve mode.
-	token := fmt.Sprintf("%048d", time.Now().UnixNano())
+	tb := make([]byte, 32)
+	rand.Read(tb)
+	token := base64.RawURLEncoding.EncodeToString(tb)
 	env := append(os.Environ(), "FASTEN_API_TOKEN="+token, "FASTEN_DATA_DIR="+data)
 	serve, srvLines := start(t, ctx, bin, env, "serve", "--listen", "127.0.0.1:0", "--lighthouse-url", lhURL)
 	line := waitLine(t, srvLines, regexp.MustCompile(`^Fasten is running at `), 60*time.Second)
