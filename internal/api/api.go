@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fastenhealth/fasten-desktop/internal/fhir"
 	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 	"github.com/fastenhealth/fasten-desktop/internal/importer"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
@@ -337,14 +336,9 @@ func (s *Server) listResources(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getResource(w http.ResponseWriter, r *http.Request) {
-	src, err := queryInt(r, "source")
+	typ, src, err := resourceParams(r)
 	if err != nil {
 		s.fail(w, r, err)
-		return
-	}
-	typ := r.PathValue("type")
-	if !fhir.KnownType(typ) {
-		WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("%q is not a FHIR resource type.", typ))
 		return
 	}
 	it, err := s.cfg.Store.Detail(r.Context(), typ, r.PathValue("id"), src)

@@ -1,43 +1,32 @@
 package api
 
 import (
-	"errors"
-	"fmt"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
-	"github.com/fastenhealth/fasten-desktop/internal/records"
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 )
 
 // getAttachment serves the n-th attachment of a record: its own content type, never executed
 // (Content-Security-Policy: sandbox, nosniff), with the checks of its size and hash in
 // X-Attachment-Check (ok, size-mismatch, hash-mismatch or both, comma-separated).
 func (s *Server) getAttachment(w http.ResponseWriter, r *http.Request) {
-	src, err := queryInt(r, "source")
+	typ, src, err := resourceParams(r)
 	if err != nil {
 		s.fail(w, r, err)
-		return
-	}
-	typ := r.PathValue("type")
-	if !fhir.KnownType(typ) {
-		WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("%q is not a FHIR resource type.", typ))
 		return
 	}
 	n, err := strconv.Atoi(r.PathValue("n"))
 	if err != nil || n < 0 {
-		WriteError(w, http.StatusBadRequest, "bad_request", "The attachment number must be a whole number from 0.")
+		s.fail(w, r, httpkit.BadRequest("The attachment number must be a whole number from 0."))
 		return
 	}
 	a, err := s.cfg.Store.Attachment(r.Context(), typ, r.PathValue("id"), src, n)
-	if errors.Is(err, records.ErrNoAttachment) {
-		WriteError(w, http.StatusNotFound, "no_attachment", capitalise(err.Error()))
-		return
-	}
 	if err != nil {
-		s.fail(w, r, err)
+		s.fail(w, r, err) // records.ErrNoAttachment: 404 no_attachment
 		return
 	}
 	var checks []string
@@ -66,4 +55,16 @@ func (s *Server) getAttachment(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Disposition", disp)
 	w.WriteHeader(http.StatusOK)
 	w.Write(a.Data)
+}
+
+// resourceParams reads the {type} of a resource path and its ?source= filter.
+func resourceParams(r *http.Request) (typ string, source int64, err error) {
+	if source, err = queryInt(r, "source"); err != nil {
+		return "", 0, err
+	}
+	typ = r.PathValue("type")
+	if !fhir.KnownType(typ) {
+		return "", 0, httpkit.BadRequest("%q is not a FHIR resource type.", typ)
+	}
+	return typ, source, nil
 }

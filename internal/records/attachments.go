@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"net/http"
 	"strings"
+
+	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 )
 
 // Attachment is the content of one FHIR Attachment: inline data, or a Binary in the store.
@@ -24,7 +27,7 @@ type Attachment struct {
 }
 
 // ErrNoAttachment says a record has no such attachment, or its content is not stored.
-var ErrNoAttachment = errors.New("no such attachment")
+var ErrNoAttachment error = &httpkit.Kind{Status: http.StatusNotFound, Code: "no_attachment", Text: "no such attachment"}
 
 type attachmentDoc struct {
 	ContentType string `json:"contentType"`
