@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -82,11 +81,7 @@ func runSync(ctx context.Context, out io.Writer, b *backend.Backend, cfg syncer.
 	if err != nil {
 		return err
 	}
-	out2 := make([]control.SyncResult, len(results))
-	for i, r := range results {
-		out2[i] = control.SyncResult{RunResult: r, Plain: errors.Is(r.Err, syncer.ErrNoTokens) || errors.Is(r.Err, syncer.ErrReconnectNeeded)}
-	}
-	return printSync(out, out2)
+	return printSync(out, control.SyncResults(results))
 }
 
 // printSync prints a line per source (the same for a direct run and one through the owner) and

@@ -77,6 +77,16 @@ type SyncResult struct {
 	Plain bool `json:"plain"`
 }
 
+// SyncResults wraps a sync's results for the command line: Plain marks the failures that are
+// a state of the source (no sign-in, reconnect needed), not an error of the run.
+func SyncResults(results []syncer.RunResult) []SyncResult {
+	out := make([]SyncResult, len(results))
+	for i, res := range results {
+		out[i] = SyncResult{RunResult: res, Plain: errors.Is(res.Err, syncer.ErrNoTokens) || errors.Is(res.Err, syncer.ErrReconnectNeeded)}
+	}
+	return out
+}
+
 // Error kinds on the wire.
 const (
 	KindRefused = "refused" // the input is not acceptable (importer.RefusedError)
@@ -296,11 +306,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 		st.send(line{Error: &Error{Kind: KindFailed, Message: err.Error()}})
 		return
 	}
-	out := make([]SyncResult, len(results))
-	for i, res := range results {
-		out[i] = SyncResult{RunResult: res, Plain: errors.Is(res.Err, syncer.ErrNoTokens) || errors.Is(res.Err, syncer.ErrReconnectNeeded)}
-	}
-	b, _ := json.Marshal(out)
+	b, _ := json.Marshal(SyncResults(results))
 	st.send(line{Result: b})
 }
 
