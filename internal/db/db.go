@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
 	"modernc.org/sqlite"
@@ -83,20 +84,11 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
 		f.Close()
 	}
-	w, err := sql.Open("sqlite", dsn(path, false, opt.BusyTimeout))
+	w, mode, err := openWriter(ctx, path, opt.BusyTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
+		return nil, err
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
 	d := &DB{Path: path, Write: w}
-	var mode string
-	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("open database %s: %w", path, Explain(err))
-	}
 	if mode != "wal" {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: journal mode is %q, want wal (is the folder on a network drive?)", path, mode)
@@ -257,6 +249,37 @@ func (d *DB) migrate(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// openWriter opens the writer connection and reads its journal mode. Turning a new file into
+// WAL (the DSN's journal_mode pragma) takes an exclusive lock that SQLite does not wait for with
+// busy_timeout, so a second process opening the same new file at that moment gets SQLITE_BUSY:
+// retry, with backoff, for as long as the busy timeout allows.
+func openWriter(ctx context.Context, path string, busyMS int) (*sql.DB, string, error) {
+	deadline := time.Now().Add(time.Duration(busyMS) * time.Millisecond)
+	wait := 5 * time.Millisecond
+	for {
+		w, err := sql.Open("sqlite", dsn(path, false, busyMS))
+		if err != nil {
+			return nil, "", fmt.Errorf("open database %s: %w", path, err)
+		}
+		w.SetMaxOpenConns(1)
+		w.SetMaxIdleConns(1)
+		w.SetConnMaxLifetime(0)
+		w.SetConnMaxIdleTime(0)
+		var mode string
+		err = w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
+		if err == nil {
+			return w, mode, nil
+		}
+		w.Close()
+		var se *sqlite.Error
+		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, "", fmt.Errorf("open database %s: %w", path, Explain(err))
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 200*time.Millisecond)
+	}
 }
 
 // ErrDiskFull is returned (wrapped) when SQLite could not write because the disk is full.
