@@ -35,8 +35,23 @@ step "Linux desktop binary ($VERSION)"
 $GO build -tags desktop,production,webkit2_41 -ldflags "$LDFLAGS" -o "$WORK/linux/fasten-desktop" .
 
 step "Windows desktop binary"
+# Icon, manifest (per-monitor DPI awareness, common controls 6) and version information go into a
+# .syso object that the Go linker picks up from the main package for GOOS=windows only; it is
+# removed again so that no other build sees it. go-winres is run at a pinned version through the
+# module proxy (a build tool, not a dependency of the app).
+case "$VERSION" in
+  v[0-9]*.[0-9]*.[0-9]*) FILE_VERSION=$(echo "${VERSION#v}" | sed -E 's/^([0-9]+\.[0-9]+\.[0-9]+).*/\1.0/') ;;
+  *) FILE_VERSION=0.0.0.0 ;;
+esac
+SYSO=rsrc_windows_amd64.syso
+trap 'rm -f "$SYSO"' EXIT
+$GO run github.com/tc-hib/go-winres@v0.3.3 simply --arch amd64 --out rsrc --manifest gui \
+  --icon build/windows/icon.ico --product-name Fasten --original-filename fasten-desktop.exe \
+  --file-description "Fasten: your health records, on your own computer" \
+  --copyright "Copyright © Fasten Health" --product-version "$VERSION" --file-version "$FILE_VERSION"
 GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $GO build -tags desktop,production \
   -ldflags "$LDFLAGS -H windowsgui" -o "$OUT/fasten-desktop-$VERSION-windows-amd64.exe" .
+rm -f "$SYSO"
 
 step "Headless server builds"
 for target in linux/amd64 darwin/arm64; do

@@ -33,8 +33,12 @@ func TestCheck(t *testing.T) {
 	}
 	gui := build("gui.exe", "-ldflags=-H windowsgui")
 	console := build("console.exe")
-	if desc, err := check(gui, false); err != nil || !strings.Contains(desc, "PE32+") {
-		t.Errorf("gui: %q %v", desc, err)
+	// A GUI program without resources is what `make dist` built before it embedded them.
+	if _, err := check(gui, false); err == nil || !strings.Contains(err.Error(), "no resources") {
+		t.Errorf("gui without resources: %v", err)
+	}
+	if desc, err := check(gui, true); err != nil || !strings.Contains(desc, "PE32+") {
+		t.Errorf("gui as an installer: %q %v", desc, err)
 	}
 	if _, err := check(console, false); err == nil || !strings.Contains(err.Error(), "not a GUI program") {
 		t.Errorf("console: %v", err)
