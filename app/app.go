@@ -187,6 +187,32 @@ func (s *Shell) SaveDocument(defaultName, content string) (string, error) {
 	return path, nil
 }
 
+// SaveAttachment asks where to save the n-th attachment of a record (the same bytes the API serves
+// at /resources/{type}/{id}/attachments/{n}) with the system's save dialog and writes it
+// atomically. It returns the path, or "" when the person cancelled. The window's webview does not
+// save Blob downloads, so "Save a copy" comes here.
+func (s *Shell) SaveAttachment(typ, id string, sourceID int64, n int, defaultName string) (string, error) {
+	if s.ctx == nil {
+		return "", errors.New("the window is not ready yet")
+	}
+	a, err := s.opt.Backend.Store.Attachment(s.ctx, typ, id, sourceID, n)
+	if err != nil {
+		return "", err
+	}
+	path, err := runtime.SaveFileDialog(s.ctx, runtime.SaveDialogOptions{
+		Title:           "Save a copy of the attachment",
+		DefaultFilename: filepath.Base(defaultName),
+	})
+	if err != nil || path == "" {
+		return "", err
+	}
+	if err := writeAtomic(path, a.Data); err != nil {
+		return "", err
+	}
+	s.log.Info("attachment saved", "type", typ)
+	return path, nil
+}
+
 func writeAtomic(path string, data []byte) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi, beforeEach } from 'vitest';
 import {
+  saveAttachment,
   ApiError,
   TOKEN_KEY,
   buildUrl,
@@ -158,6 +159,26 @@ describe('requests', () => {
       SaveExport.mockResolvedValueOnce('');
       expect(await saveExport()).toBe(''); // cancelled
       expect(SaveExport).toHaveBeenLastCalledWith(0, 0);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+
+  it('saveAttachment writes through the desktop save dialog in the window, and downloads the loaded bytes in a browser', async () => {
+    const file = { blob: new Blob(['%PDF-1.4']), filename: 'note.pdf' };
+    const SaveAttachment = vi.fn().mockResolvedValue('/home/me/note.pdf');
+    vi.stubGlobal('go', { app: { Shell: { SaveAttachment } } });
+    try {
+      expect(await saveAttachment('DocumentReference', 'd1', 0, 7, file)).toBe('/home/me/note.pdf');
+      expect(SaveAttachment).toHaveBeenCalledWith('DocumentReference', 'd1', 7, 0, 'note.pdf');
+    } finally {
+      vi.unstubAllGlobals();
+    }
+    const create = vi.fn().mockReturnValue('blob:x');
+    vi.stubGlobal('URL', Object.assign(URL, { createObjectURL: create, revokeObjectURL: vi.fn() }));
+    try {
+      expect(await saveAttachment('DocumentReference', 'd1', 0, undefined, file)).toBeNull();
+      expect(create).toHaveBeenCalledWith(file.blob);
     } finally {
       vi.unstubAllGlobals();
     }

@@ -478,7 +478,10 @@ export async function exportBundle(scope: Scope = {}): Promise<ExportFile> {
   return { blob, filename: filenameFrom(res.headers.get('Content-Disposition'), fallback) };
 }
 
-type DesktopShell = { SaveExport?: (source: number, profile: number) => Promise<string> };
+type DesktopShell = {
+  SaveExport?: (source: number, profile: number) => Promise<string>;
+  SaveAttachment?: (type: string, id: string, source: number, n: number, name: string) => Promise<string>;
+};
 
 /** The desktop window's bound Go methods (window.go.app.Shell), when running in it. */
 function desktopShell(): DesktopShell | undefined {
@@ -496,6 +499,20 @@ export async function saveExport(scope: Scope = {}): Promise<string | null> {
     return await shell.SaveExport(Number(scope.source ?? 0), Number(scope.profile ?? 0));
   }
   saveBlob(await exportBundle(scope));
+  return null;
+}
+
+/**
+ * Saves a copy of an attachment. In the desktop window the system's save dialog writes it and the
+ * chosen path is returned ("" when cancelled); in a browser the bytes already loaded are downloaded
+ * and null is returned.
+ */
+export async function saveAttachment(type: string, id: string, n: number, source: number | undefined, file: ExportFile): Promise<string | null> {
+  const shell = desktopShell();
+  if (shell?.SaveAttachment) {
+    return await shell.SaveAttachment(type, id, Number(source ?? 0), n, file.filename);
+  }
+  saveBlob(file);
   return null;
 }
 

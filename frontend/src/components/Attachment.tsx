@@ -6,7 +6,7 @@
 // attachment with `Content-Security-Policy: sandbox` and `nosniff`.
 import type { Attachment as FhirAttachment, FhirResource } from 'fhir/r4';
 import { lazy, Suspense, useEffect, useState } from 'react';
-import { getAttachment, saveBlob, type AttachmentFile } from '../api/client';
+import { getAttachment, saveAttachment, type AttachmentFile } from '../api/client';
 import { formatBytes } from '../lib/format';
 import { ErrorMessage, Loading } from './common';
 import { Narrative } from './Narrative';
@@ -115,6 +115,7 @@ interface Loaded {
 
 export function AttachmentView({ type, id, n, source, name }: { type: string; id: string; n: number; source?: number; name: string }) {
   const [st, setSt] = useState<{ data?: Loaded; error?: unknown }>({});
+  const [saved, setSaved] = useState<{ path?: string; error?: unknown }>({});
   useEffect(() => {
     const ac = new AbortController();
     setSt({});
@@ -135,7 +136,13 @@ export function AttachmentView({ type, id, n, source, name }: { type: string; id
   if (st.error) return <ErrorMessage error={st.error} />;
   const d = st.data;
   if (!d) return <Loading label="Opening…" />;
-  const save = () => saveBlob({ blob: d.file.blob, filename: d.file.filename || name });
+  const save = () => {
+    setSaved({});
+    saveAttachment(type, id, n, source, { blob: d.file.blob, filename: d.file.filename || name }).then(
+      (path) => setSaved({ path: path ?? undefined }),
+      (e) => setSaved({ error: e }),
+    );
+  };
   return (
     <div className="attachment-view" data-testid="attachment-view">
       {d.file.check !== 'ok' && (
@@ -158,7 +165,9 @@ export function AttachmentView({ type, id, n, source, name }: { type: string; id
         <button type="button" className="btn btn-small" onClick={save}>
           Save a copy ({d.file.filename})
         </button>
+        {saved.path && <span className="muted small"> Saved to {saved.path}</span>}
       </p>
+      {saved.error !== undefined && <ErrorMessage error={saved.error} />}
     </div>
   );
 }
