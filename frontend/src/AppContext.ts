@@ -42,3 +42,16 @@ export function sourceName(sources: Source[] | null, id: number | undefined | nu
   if (id === undefined || id === null) return '';
   return sources?.find((s) => s.id === id)?.name ?? `Source ${id}`;
 }
+
+/**
+ * Where a record came from, as a sentence part for a record's page: "Entered by me", "From <the
+ * provider>", or "Imported from the file <name>" (a bare file name alone reads like a code).
+ */
+export function sourceProvenance(sources: Source[] | null, id: number | undefined | null): string {
+  if (id === undefined || id === null) return '';
+  const s = sources?.find((x) => x.id === id);
+  if (!s) return `From source ${id}`;
+  if (s.self) return 'Entered by me';
+  if (s.kind === 'manual') return `Imported from the file ${s.name}`;
+  return `From ${s.name}`;
+}

@@ -1,7 +1,7 @@
 import type { Claim, DiagnosticReport, ExplanationOfBenefit, FhirResource, Observation, Reference } from 'fhir/r4';
 import { getResource } from '../api/client';
 import type { RelatedRecord, ResourceDetail } from '../api/types';
-import { sourceName, useApp } from '../AppContext';
+import { sourceProvenance, useApp } from '../AppContext';
 import { Attachments } from '../components/Attachment';
 import { ErrorMessage, Loading, TypeBadge } from '../components/common';
 import { Narrative } from '../components/Narrative';
@@ -40,7 +40,7 @@ export function RecordDetail({ type, id, source }: { type: string; id: string; s
             <p className="detail-sub">
               <TypeBadge type={item.type} />
               {item.date && <span>{formatDate(item.date)}</span>}
-              <span className="muted">From {sourceName(sources, item.source_id)}</span>
+              <span className="muted">{sourceProvenance(sources, item.source_id)}</span>
             </p>
           </div>
           <OwnRecordActions item={item} onChanged={st.reload} />
