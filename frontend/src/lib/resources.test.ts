@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { countLabel, orderedTypes, typeInfo } from './resources';
+import { countLabel, isMinorType, orderedTypes, typeInfo } from './resources';
 
 describe('type labels', () => {
   it('uses the singular for one and the plural otherwise', () => {
@@ -15,13 +15,16 @@ describe('type labels', () => {
     expect(countLabel('NutritionOrder', 1)).toBe('Nutrition Order');
   });
 
-  it('orders clinical types before administrative ones and drops empty ones', () => {
-    expect(orderedTypes({ Organization: 1, Condition: 3, Zeta: 2, Alpha: 1, Observation: 0, Patient: 1 })).toEqual([
+  it('orders health records before billing and directory kinds and drops empty ones', () => {
+    expect(orderedTypes({ Organization: 1, Claim: 4, Condition: 3, Zeta: 2, Alpha: 1, Observation: 0, Patient: 1 })).toEqual([
       'Condition',
-      'Patient',
-      'Organization',
       'Alpha',
       'Zeta',
+      'Claim',
+      'Patient',
+      'Organization',
     ]);
+    expect(isMinorType('Claim')).toBe(true);
+    expect(isMinorType('Condition')).toBe(false);
   });
 });

@@ -86,11 +86,18 @@ export function countLabel(type: string, n: number): string {
   return n === 1 ? t.singular : t.label;
 }
 
-/** Types with counts, in reading order (clinical first, then administrative, then the rest A–Z). */
+const MINOR = new Set(['Claim', 'ExplanationOfBenefit', 'Coverage', 'Patient', 'Practitioner', 'PractitionerRole', 'Organization', 'Location', 'Provenance']);
+
+/** Billing and directory kinds (claims, insurance, doctors, clinics): shown smaller than health records. */
+export function isMinorType(type: string): boolean {
+  return MINOR.has(type);
+}
+
+/** Types with counts, in reading order: health records (known kinds first, the rest A–Z), then billing and directory kinds. */
 export function orderedTypes(counts: Record<string, number>): string[] {
   return Object.keys(counts)
     .filter((t) => counts[t] > 0)
-    .sort((a, b) => typeInfo(a).order - typeInfo(b).order || a.localeCompare(b));
+    .sort((a, b) => Number(isMinorType(a)) - Number(isMinorType(b)) || typeInfo(a).order - typeInfo(b).order || a.localeCompare(b));
 }
 
 export function observationValue(o: Observation, locale?: string): string {

@@ -7,7 +7,7 @@ import { ErrorMessage, ItemPerson, Loading, ResourceLink, ResultFlag, Section } 
 import { signalReady } from '../lib/events';
 import { ageInYears, capitalise, codeKey, formatCount, formatDate, humanName } from '../lib/format';
 import { useAsync, useTitle } from '../lib/hooks';
-import { orderedTypes, resourceTitle, summaryValue, countLabel } from '../lib/resources';
+import { isMinorType, orderedTypes, resourceTitle, summaryValue, countLabel } from '../lib/resources';
 import { href } from '../lib/router';
 import { ConnectButton } from '../components/ConnectDialog';
 import { Household } from '../components/Household';
@@ -142,7 +142,7 @@ function CountsGrid({ counts }: { counts: Counts }) {
       </h2>
       <ul className="counts" data-testid="counts">
         {types.map((t) => (
-          <li key={t}>
+          <li key={t} className={isMinorType(t) ? 'count-minor' : undefined}>
             <a href={href(`/records/${t}`)} className="count-tile" data-type={t}>
               <span className="count-number" data-testid={`count-${t}`}>
                 {formatCount(counts[t])}
