@@ -193,7 +193,7 @@ func fetchSome(t *testing.T, e *env, src records.Source) int {
 	}
 	must(t, json.Unmarshal(body, &b))
 	ctx := context.Background()
-	err = e.db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err = e.store.WriteTx(ctx, func(tx *sql.Tx) error {
 		w, err := e.store.NewWriter(ctx, tx, src.ID, false)
 		if err != nil {
 			return err

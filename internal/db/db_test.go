@@ -133,43 +133,6 @@ func TestConcurrentWritersQueue(t *testing.T) {
 	}
 }
 
-func TestFTSTriggers(t *testing.T) {
-	d := open(t)
-	ctx := context.Background()
-	err := d.WriteTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.Exec(`INSERT INTO sources(id,kind,name,created_at,updated_at) VALUES(1,'manual','x','t','t')`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(`INSERT INTO resources(source_id,type,fhir_id,title,search_text,hash,raw,created_at,updated_at)
-			VALUES(1,'Condition','c1','Acute bronchitis','José Martínez',x'00','{}','t','t')`)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	count := func(q string) int {
-		var n int
-		if err := d.Read.QueryRow("SELECT count(*) FROM resources_fts WHERE resources_fts MATCH ?", q).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	if count("bronchitis") != 1 || count("jose") != 1 {
-		t.Fatal("FTS insert trigger or diacritics folding missing")
-	}
-	d.WriteTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE resources SET title='Asthma' WHERE fhir_id='c1'`)
-		return err
-	})
-	if count("bronchitis") != 0 || count("asthma") != 1 {
-		t.Fatal("FTS update trigger")
-	}
-	d.WriteTx(ctx, func(tx *sql.Tx) error { _, err := tx.Exec(`DELETE FROM sources`); return err })
-	if count("asthma") != 0 {
-		t.Fatal("FTS delete via cascade")
-	}
-}
-
 func TestBackup(t *testing.T) {
 	d := open(t)
 	ctx := context.Background()

@@ -77,7 +77,7 @@ func (e *env) providerSource(bundlePath string, settle people.Settle) (int64, pe
 		rows = append(rows, records.Row{Type: en.Type, ID: en.ID, Raw: string(raw), Index: ix})
 	}
 	var id int64
-	err = e.db.WriteTx(e.ctx, func(tx *sql.Tx) error {
+	err = e.store.WriteTx(e.ctx, func(tx *sql.Tx) error {
 		var err error
 		id, err = e.store.CreateSource(e.ctx, tx, records.NewSource{Kind: records.KindProvider, Name: "Demo Hospital", PatientID: strings.TrimPrefix(patientRef, "Patient/")})
 		if err != nil {

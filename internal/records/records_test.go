@@ -29,7 +29,7 @@ func put(t *testing.T, s *Store, raws ...string) int64 {
 	t.Helper()
 	ctx := context.Background()
 	var id int64
-	err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.WriteTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if id, err = s.CreateSource(ctx, tx, NewSource{Kind: KindManual, Name: "test"}); err != nil {
 			return err
@@ -170,7 +170,7 @@ func TestUnchangedPutWritesNothingAndChangedPutUpdates(t *testing.T) {
 	src := put(t, s, obs("a", "2020-01-01", "1-1", "A", "laboratory"))
 	outcomes := func(raw string) Outcome {
 		var out Outcome
-		err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		err := s.WriteTx(ctx, func(tx *sql.Tx) error {
 			w, err := s.NewWriter(ctx, tx, src, false)
 			if err != nil {
 				return err
@@ -255,7 +255,7 @@ func TestCountsTableFollowsEveryChange(t *testing.T) {
 		}
 	}
 	check("after inserts")
-	s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+	s.WriteTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.Exec(`INSERT INTO profiles(id, name, created_at, updated_at) VALUES (1, 'Ana', 't', 't')`); err != nil {
 			return err
 		}
@@ -263,7 +263,7 @@ func TestCountsTableFollowsEveryChange(t *testing.T) {
 		return err
 	})
 	check("after moving a source's records to a person")
-	s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+	s.WriteTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.Exec(`UPDATE resources SET profile_id = NULL WHERE fhir_id = 'a2'`)
 		return err
 	})
@@ -276,5 +276,99 @@ func TestCountsTableFollowsEveryChange(t *testing.T) {
 	s.db.Read.QueryRow(`SELECT count(*) FROM resource_counts WHERE source_id = ?`, a).Scan(&left)
 	if left != 0 {
 		t.Fatalf("%d count rows left for a deleted source", left)
+	}
+}
+
+// TestWriterKeepsSearchIndexAndCounts: the Writer keeps the full-text index and the counts itself
+// (migration 6 dropped the insert triggers): inserts, changed titles, a record moving to another
+// person and a source's deletion all leave the index consistent (FTS5 integrity-check) and the
+// counts equal to a real count.
+func TestWriterKeepsSearchIndexAndCounts(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	put1 := func(src int64, raw string, profile *int64) Outcome {
+		t.Helper()
+		var out Outcome
+		err := s.WriteTx(ctx, func(tx *sql.Tx) error {
+			w, err := s.NewWriter(ctx, tx, src, false)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			ix, _ := fhir.IndexResource([]byte(raw))
+			out, err = w.Put(ctx, Row{Type: ix.Type, ID: ix.ID, Raw: raw, Index: ix, ProfileID: profile})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	search := func(q string) int {
+		t.Helper()
+		p, err := s.Search(ctx, q, Filter{}, "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(p.Items)
+	}
+	consistent := func(step string) {
+		t.Helper()
+		if _, err := s.db.Write.Exec(`INSERT INTO resources_fts(resources_fts, rank) VALUES('integrity-check', 1)`); err != nil {
+			t.Fatalf("%s: search index: %v", step, err)
+		}
+		var fts, rows, counted int
+		s.db.Read.QueryRow(`SELECT count(*) FROM resources_fts`).Scan(&fts)
+		s.db.Read.QueryRow(`SELECT count(*) FROM resources`).Scan(&rows)
+		s.db.Read.QueryRow(`SELECT coalesce(sum(n), 0) FROM resource_counts`).Scan(&counted)
+		if fts != rows || counted != rows {
+			t.Fatalf("%s: %d records, %d in the search index, counts say %d", step, rows, fts, counted)
+		}
+	}
+	src := put(t, s, `{"resourceType":"Condition","id":"c1","code":{"text":"Acute bronchitis"},"subject":{"reference":"Patient/p"},"note":[{"text":"José Martínez"}]}`)
+	if search("bronchitis") != 1 || search("jose") != 1 {
+		t.Fatal("an inserted record is not found (by its title, or by a word without its accent)")
+	}
+	consistent("insert")
+	if o := put1(src, `{"resourceType":"Condition","id":"c1","code":{"text":"Asthma"},"subject":{"reference":"Patient/p"}}`, nil); o != Updated {
+		t.Fatalf("changed record: %v", o)
+	}
+	if search("bronchitis") != 0 || search("asthma") != 1 {
+		t.Fatal("the search index still has the old title, or not the new one")
+	}
+	consistent("changed title")
+	s.WriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO profiles(id, name, created_at, updated_at) VALUES (7, 'Ana', 't', 't')`)
+		return err
+	})
+	seven := int64(7)
+	if o := put1(src, `{"resourceType":"Condition","id":"c1","code":{"text":"Asthma, mild"},"subject":{"reference":"Patient/p"}}`, &seven); o != Updated {
+		t.Fatalf("changed record: %v", o)
+	}
+	if c, _ := s.Counts(ctx, Filter{ProfileID: 7}); c["Condition"] != 1 {
+		t.Fatalf("the record moved to person 7, counts say %v", c)
+	}
+	consistent("moved to a person")
+	put1(src, `{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"Pulse"}}`, &seven)
+	if c, _ := s.Counts(ctx, Filter{ProfileID: 7}); c["Condition"] != 1 || c["Observation"] != 1 {
+		t.Fatalf("counts of person 7: %v", c)
+	}
+	consistent("second record")
+	if _, err := s.DeleteSource(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	if search("asthma") != 0 || search("pulse") != 0 {
+		t.Fatal("a deleted source's records are still found")
+	}
+	consistent("deleted source")
+	if err := s.WriteTx(ctx, func(tx *sql.Tx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := s.NewWriter(ctx, tx, src, false)
+		return err
+	})
+	if err == nil {
+		t.Fatal("a Writer outside Store.WriteTx (whose counts nobody would store) was allowed")
 	}
 }

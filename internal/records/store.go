@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/db"
@@ -38,16 +39,41 @@ var ErrNotFound error = &httpkit.Kind{Status: http.StatusNotFound, Code: "not_fo
 type Store struct {
 	db  *db.DB
 	now func() time.Time
+
+	mu      sync.Mutex
+	writers map[*sql.Tx][]*Writer // the Writers of each open WriteTx, finished before it commits
 }
 
 // New returns a Store on d.
-func New(d *db.DB) *Store { return &Store{db: d, now: time.Now} }
+func New(d *db.DB) *Store { return &Store{db: d, now: time.Now, writers: map[*sql.Tx][]*Writer{}} }
 
 // WriteTx runs fn in one write transaction (the database's single writer). Store methods that
 // take a *sql.Tx run inside it; a caller with tables of its own (sync runs, webhooks) may write
-// those in the same transaction, but never names the record tables itself.
+// those in the same transaction, but never names the record tables itself. Writers made in it
+// (NewWriter) are finished (their counts stored) after fn and before the commit.
 func (s *Store) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return s.db.WriteTx(ctx, fn)
+	return s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		s.mu.Lock()
+		s.writers[tx] = []*Writer{}
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.writers, tx)
+			s.mu.Unlock()
+		}()
+		if err := fn(tx); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		ws := s.writers[tx]
+		s.mu.Unlock()
+		for _, w := range ws {
+			if err := w.Finish(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Optimize refreshes the query planner's statistics (after a large import or sync).
@@ -363,7 +389,7 @@ func (s *Store) Counts(ctx context.Context, f Filter) (map[string]int, error) {
 }
 
 func countsQ(ctx context.Context, q querier, f Filter) (map[string]int, error) {
-	// resource_counts is kept by triggers (migration 5): no scan of the records.
+	// resource_counts is kept by the record Writer and by triggers on deletes and moves (migrations 5, 6): no scan of the records.
 	var where []string
 	var args []any
 	if f.SourceID != 0 {
@@ -399,6 +425,7 @@ func countsQ(ctx context.Context, q querier, f Filter) (map[string]int, error) {
 type Row struct {
 	Type, ID  string
 	Raw       string
+	Hash      []byte // Hash(Raw); nil: the Writer computes it
 	Index     fhir.Index
 	ProfileID *int64
 }
@@ -413,7 +440,9 @@ const (
 	Unchanged
 )
 
-// Writer stores resources of one source inside one write transaction.
+// Writer stores resources of one source inside one write transaction. It keeps the full-text
+// index and the per-type counts of what it writes itself (no trigger fires for its inserts:
+// migration 6), so Finish must run before the transaction commits.
 type Writer struct {
 	tx       *sql.Tx
 	sourceID int64
@@ -422,15 +451,34 @@ type Writer struct {
 	lookup   *sql.Stmt
 	insert   *sql.Stmt
 	update   *sql.Stmt
+	profile  *sql.Stmt
 	seen     *sql.Stmt
 	delCodes *sql.Stmt
 	addCode  *sql.Stmt
+	ftsAdd   *sql.Stmt
+	ftsDel   *sql.Stmt
+	counts   map[countKey]int // records added, by person and type, not yet in resource_counts
 }
 
-// NewWriter prepares a Writer. fresh must only be true when the source was created in tx and
-// the caller guarantees every (type, id) is written once.
+type countKey struct {
+	profile int64 // 0: nobody
+	typ     string
+}
+
+// NewWriter prepares a Writer in a transaction of Store.WriteTx (which finishes it before the
+// commit). fresh must only be true when the source was created in tx and the caller guarantees
+// every (type, id) is written once.
 func (s *Store) NewWriter(ctx context.Context, tx *sql.Tx, sourceID int64, fresh bool) (*Writer, error) {
-	w := &Writer{tx: tx, sourceID: sourceID, fresh: fresh, now: s.stamp()}
+	w := &Writer{tx: tx, sourceID: sourceID, fresh: fresh, now: s.stamp(), counts: map[countKey]int{}}
+	s.mu.Lock()
+	ws, ok := s.writers[tx]
+	if ok {
+		s.writers[tx] = append(ws, w)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, errors.New("records: a Writer needs a transaction of Store.WriteTx")
+	}
 	var err error
 	prep := func(q string) *sql.Stmt {
 		if err != nil {
@@ -440,14 +488,18 @@ func (s *Store) NewWriter(ctx context.Context, tx *sql.Tx, sourceID int64, fresh
 		st, err = tx.PrepareContext(ctx, q)
 		return st
 	}
-	w.lookup = prep(`SELECT id, hash FROM resources WHERE source_id = ? AND type = ? AND fhir_id = ?`)
+	w.lookup = prep(`SELECT id, hash, profile_id, title, search_text FROM resources WHERE source_id = ? AND type = ? AND fhir_id = ?`)
 	w.insert = prep(`INSERT INTO resources(source_id, type, fhir_id, version, last_updated, sort_date, title, status, category, code,
 		patient_ref, profile_id, search_text, hash, raw, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+	// Without profile_id: an update that names no counted column fires no trigger (migration 6).
 	w.update = prep(`UPDATE resources SET version=?, last_updated=?, sort_date=?, title=?, status=?, category=?, code=?,
-		patient_ref=?, profile_id=?, search_text=?, hash=?, raw=?, missing_since=NULL, updated_at=? WHERE id=?`)
+		patient_ref=?, search_text=?, hash=?, raw=?, missing_since=NULL, updated_at=? WHERE id=?`)
+	w.profile = prep(`UPDATE resources SET profile_id = ? WHERE id = ?`) // its count trigger moves the count
 	w.seen = prep(`UPDATE resources SET missing_since = NULL WHERE id = ? AND missing_since IS NOT NULL`)
 	w.delCodes = prep(`DELETE FROM resource_codes WHERE resource_id = ?`)
 	w.addCode = prep(`INSERT OR IGNORE INTO resource_codes(resource_id, system, code) VALUES (?,?,?)`)
+	w.ftsAdd = prep(`INSERT INTO resources_fts(rowid, title, search_text) VALUES (?,?,?)`)
+	w.ftsDel = prep(`INSERT INTO resources_fts(resources_fts, rowid, title, search_text) VALUES ('delete',?,?,?)`)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("prepare writer: %w", db.Explain(err))
@@ -457,11 +509,32 @@ func (s *Store) NewWriter(ctx context.Context, tx *sql.Tx, sourceID int64, fresh
 
 // Close releases the prepared statements.
 func (w *Writer) Close() {
-	for _, st := range []*sql.Stmt{w.lookup, w.insert, w.update, w.seen, w.delCodes, w.addCode} {
+	for _, st := range []*sql.Stmt{w.lookup, w.insert, w.update, w.profile, w.seen, w.delCodes, w.addCode, w.ftsAdd, w.ftsDel} {
 		if st != nil {
 			st.Close()
 		}
 	}
+}
+
+// Finish adds the counts of the records written so far to resource_counts. Store.WriteTx calls
+// it before the commit; calling it earlier is allowed.
+func (w *Writer) Finish(ctx context.Context) error {
+	if len(w.counts) == 0 {
+		return nil
+	}
+	st, err := w.tx.PrepareContext(ctx, `INSERT INTO resource_counts(source_id, profile_id, type, n) VALUES (?,?,?,?)
+		ON CONFLICT (source_id, profile_id, type) DO UPDATE SET n = n + excluded.n`)
+	if err != nil {
+		return fmt.Errorf("store counts: %w", db.Explain(err))
+	}
+	defer st.Close()
+	for k, n := range w.counts {
+		if _, err := st.ExecContext(ctx, w.sourceID, k.profile, k.typ, n); err != nil {
+			return fmt.Errorf("store counts: %w", db.Explain(err))
+		}
+	}
+	clear(w.counts)
+	return nil
 }
 
 // Hash is the content hash stored with a resource.
@@ -470,14 +543,27 @@ func Hash(raw string) []byte {
 	return h[:]
 }
 
-// Put inserts or updates one resource; an identical stored copy is left alone.
+func profileOf(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// Put inserts or updates one resource; an identical stored copy is left alone. r.Hash is used
+// when set (the caller may hash on another goroutine), else the hash is computed here.
 func (w *Writer) Put(ctx context.Context, r Row) (Outcome, error) {
-	hash := Hash(r.Raw)
+	hash := r.Hash
+	if hash == nil {
+		hash = Hash(r.Raw)
+	}
 	ix := &r.Index
 	if !w.fresh {
 		var id int64
 		var old []byte
-		err := w.lookup.QueryRowContext(ctx, w.sourceID, r.Type, r.ID).Scan(&id, &old)
+		var oldProfile *int64
+		var oldTitle, oldText string
+		err := w.lookup.QueryRowContext(ctx, w.sourceID, r.Type, r.ID).Scan(&id, &old, &oldProfile, &oldTitle, &oldText)
 		switch {
 		case err == nil:
 			if string(old) == string(hash) {
@@ -487,9 +573,22 @@ func (w *Writer) Put(ctx context.Context, r Row) (Outcome, error) {
 				return Unchanged, nil
 			}
 			if _, err := w.update.ExecContext(ctx, nullStr(ix.VersionID), nullStr(ix.LastUpdated), ix.Date, ix.Title,
-				nullStr(ix.Status), nullStr(ix.Category), nullStr(ix.Code), nullStr(ix.Patient), r.ProfileID,
+				nullStr(ix.Status), nullStr(ix.Category), nullStr(ix.Code), nullStr(ix.Patient),
 				ix.Text, hash, r.Raw, w.now, id); err != nil {
 				return 0, fmt.Errorf("update %s/%s: %w", r.Type, r.ID, db.Explain(err))
+			}
+			if profileOf(oldProfile) != profileOf(r.ProfileID) {
+				if _, err := w.profile.ExecContext(ctx, r.ProfileID, id); err != nil {
+					return 0, fmt.Errorf("update %s/%s: %w", r.Type, r.ID, db.Explain(err))
+				}
+			}
+			if oldTitle != ix.Title || oldText != ix.Text {
+				if _, err := w.ftsDel.ExecContext(ctx, id, oldTitle, oldText); err != nil {
+					return 0, fmt.Errorf("update %s/%s: search index: %w", r.Type, r.ID, db.Explain(err))
+				}
+				if _, err := w.ftsAdd.ExecContext(ctx, id, ix.Title, ix.Text); err != nil {
+					return 0, fmt.Errorf("update %s/%s: search index: %w", r.Type, r.ID, db.Explain(err))
+				}
 			}
 			if _, err := w.delCodes.ExecContext(ctx, id); err != nil {
 				return 0, db.Explain(err)
@@ -506,6 +605,10 @@ func (w *Writer) Put(ctx context.Context, r Row) (Outcome, error) {
 		return 0, fmt.Errorf("store %s/%s: %w", r.Type, r.ID, db.Explain(err))
 	}
 	id, _ := res.LastInsertId()
+	if _, err := w.ftsAdd.ExecContext(ctx, id, ix.Title, ix.Text); err != nil {
+		return 0, fmt.Errorf("store %s/%s: search index: %w", r.Type, r.ID, db.Explain(err))
+	}
+	w.counts[countKey{profileOf(r.ProfileID), r.Type}]++
 	return Added, w.codes(ctx, id, ix.Codes)
 }
 

@@ -13,7 +13,7 @@ import (
 func TestSummaryEveryoneIsPerPerson(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.WriteTx(ctx, func(tx *sql.Tx) error {
 		for _, id := range []int{1, 2} {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO profiles(id, name, created_at, updated_at) VALUES (?, ?, 'x', 'x')`, id, fmt.Sprint("P", id)); err != nil {
 				return err
