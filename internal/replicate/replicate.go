@@ -7,12 +7,15 @@ package replicate
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"regexp"
+	"strings"
 
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
 )
@@ -94,18 +97,40 @@ func (s *Source) WriteNDJSON(w io.Writer, n int, bytes int64) (int, error) {
 // WriteNDJSONFrom is WriteNDJSON starting at copy number first (different first copies give data
 // sets with no id in common).
 func (s *Source) WriteNDJSONFrom(w io.Writer, first, n int, bytes int64) (int, error) {
+	return s.Write(w, Options{First: first, N: n, Bytes: bytes})
+}
+
+// Options say how many copies Write makes and how.
+type Options struct {
+	First int   // the first copy's number
+	N     int   // resources to write at least (when Bytes is 0)
+	Bytes int64 // bytes to write at least (when > 0)
+	// OwnNames gives the patients of each copy but the first names of their own (a second
+	// family name per copy), so that every copy is a household of other people rather than the
+	// same people again (who match as one person per original patient).
+	OwnNames bool
+}
+
+// Write writes copies, one resource per line, and returns the resources written.
+func (s *Source) Write(w io.Writer, o Options) (int, error) {
 	if len(s.Resources) == 0 {
 		return 0, fmt.Errorf("no resources to replicate")
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	count := 0
 	var written int64
-	for k := first; ; k++ {
+	for k := o.First; ; k++ {
 		for _, r := range s.Resources {
-			if (bytes > 0 && written >= bytes) || (bytes <= 0 && count >= n) {
+			if (o.Bytes > 0 && written >= o.Bytes) || (o.Bytes <= 0 && count >= o.N) {
 				return count, bw.Flush()
 			}
 			c := Copy(r, k)
+			if o.OwnNames && k > 0 {
+				var err error
+				if c, err = rename(c, k); err != nil {
+					return count, err
+				}
+			}
 			if _, err := bw.Write(c); err != nil {
 				return count, err
 			}
@@ -114,4 +139,51 @@ func (s *Source) WriteNDJSONFrom(w io.Writer, first, n int, bytes int64) (int, e
 			count++
 		}
 	}
+}
+
+// surnames make the second family names of OwnNames copies: copy k is named after
+// surnames[k%len] (and, past the list, surnames[k/len%len] too).
+var surnames = []string{
+	"Abbott", "Acosta", "Adler", "Aguilar", "Alvarez", "Andersen", "Arnold", "Bauer", "Becker", "Bennett",
+	"Berg", "Bishop", "Blake", "Brandt", "Brooks", "Caldwell", "Campos", "Carlsen", "Castillo", "Chavez",
+	"Cohen", "Conway", "Cruz", "Dalton", "Delgado", "Diaz", "Dixon", "Duarte", "Eriksen", "Estrada",
+	"Farley", "Ferreira", "Fischer", "Fleming", "Franco", "Garrido", "Gibson", "Gomez", "Graham", "Hahn",
+	"Hansen", "Harper", "Herrera", "Hoffman", "Holm", "Ibarra", "Jensen", "Jordan", "Kaiser", "Keller",
+	"Klein", "Koch", "Lambert", "Larsen", "Lehmann", "Lopez", "Lund", "Maddox", "Marin", "Medina",
+	"Meyer", "Molina", "Morales", "Nash", "Navarro", "Nielsen", "Novak", "Nunez", "Olsen", "Ortega",
+	"Pacheco", "Parker", "Pereira", "Peters", "Quinn", "Ramos", "Reyes", "Richter", "Rios", "Romero",
+	"Rossi", "Salazar", "Santos", "Schmidt", "Schulz", "Serrano", "Silva", "Sousa", "Stone", "Suarez",
+	"Torres", "Urban", "Valdez", "Vargas", "Vega", "Vogel", "Wagner", "Walsh", "Weber", "Wolf",
+	"Young", "Zamora", "Ziegler", "Zimmer",
+}
+
+func surnameFor(k int) string {
+	n := len(surnames)
+	if k < n {
+		return surnames[k]
+	}
+	return surnames[k%n] + "-" + surnames[k/n%n]
+}
+
+// rename gives a Patient of copy k its copy's second family name; other resources are unchanged.
+func rename(raw []byte, k int) ([]byte, error) {
+	if !bytes.Contains(raw, []byte(`"Patient"`)) {
+		return raw, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	if m["resourceType"] != "Patient" {
+		return raw, nil
+	}
+	names, _ := m["name"].([]any)
+	for _, n := range names {
+		if nm, ok := n.(map[string]any); ok {
+			fam, _ := nm["family"].(string)
+			nm["family"] = strings.TrimSpace(fam + " " + surnameFor(k))
+			delete(nm, "text")
+		}
+	}
+	return json.Marshal(m)
 }

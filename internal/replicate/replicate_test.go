@@ -3,6 +3,7 @@ package replicate
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,4 +61,47 @@ func mustPath(t *testing.T, elem ...string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestOwnNamesMakeOtherPeople: with OwnNames every copy's patients carry a family name of their
+// own (so they match as other people), their references still land in their copy, and the first
+// copy keeps the original names.
+func TestOwnNamesMakeOtherPeople(t *testing.T) {
+	files, _ := filepath.Glob(mustPath(t, shareddata.Synthea, "patient-1*.json"))
+	src, err := Load(context.Background(), files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	const copies = 3
+	if _, err := src.Write(&buf, Options{N: copies * len(src.Resources), OwnNames: true}); err != nil {
+		t.Fatal(err)
+	}
+	families := map[string]int{}
+	patients := 0
+	err = fhir.Scan(context.Background(), &buf, "x.ndjson", fhir.Options{}, func(e *fhir.Entry) error {
+		if e.Type != "Patient" {
+			return nil
+		}
+		patients++
+		var p struct {
+			Name []struct {
+				Family string `json:"family"`
+			} `json:"name"`
+		}
+		if err := json.Unmarshal(e.Raw, &p); err != nil || len(p.Name) == 0 {
+			t.Fatalf("patient %s: %v", e.ID, err)
+		}
+		families[p.Name[0].Family]++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if patients == 0 || patients%copies != 0 {
+		t.Fatalf("%d patients in %d copies", patients, copies)
+	}
+	if len(families) != patients {
+		t.Fatalf("%d patients share %d family names: %v", patients, len(families), families)
+	}
 }
