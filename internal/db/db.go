@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
@@ -40,7 +41,14 @@ type DB struct {
 	Path  string
 	Write *sql.DB
 	Read  *sql.DB
+
+	generation atomic.Uint64 // committed write transactions (WriteTx) since Open
 }
+
+// Generation counts the write transactions committed through WriteTx since Open: a value read
+// before a query and still current afterwards means nothing was written in between, so what
+// the query found may be kept (a cache of derived reads).
+func (d *DB) Generation() uint64 { return d.generation.Load() }
 
 // Options tune Open; the zero value is right for the app.
 type Options struct {
@@ -181,6 +189,7 @@ func (d *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error)
 	if err = tx.Commit(); err != nil {
 		return Explain(err)
 	}
+	d.generation.Add(1)
 	return nil
 }
 

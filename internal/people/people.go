@@ -187,7 +187,12 @@ type ListOptions struct {
 
 // List returns every person, oldest first, with record and source counts and latest activity.
 func (s *Service) List(ctx context.Context, o ListOptions) ([]Profile, error) {
-	out, err := s.store.ListProfiles(ctx, s.now().UTC().Format("2006-01-02"))
+	return s.list(ctx, records.ProfileQuery{Counts: o.Counts})
+}
+
+func (s *Service) list(ctx context.Context, q records.ProfileQuery) ([]Profile, error) {
+	q.Today = s.now().UTC().Format("2006-01-02")
+	out, err := s.store.Profiles(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -197,36 +202,19 @@ func (s *Service) List(ctx context.Context, o ListOptions) ([]Profile, error) {
 	if err := s.withDeceased(ctx, out); err != nil {
 		return nil, err
 	}
-	if o.Counts && len(out) > 0 {
-		counts, err := s.store.ProfileCounts(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for i := range out {
-			out[i].Counts = map[string]int{}
-			for t, n := range counts[out[i].ID] {
-				out[i].Counts[t] = n
-			}
-		}
-	}
 	return out, nil
 }
 
 // Get returns one person with counts by type, their patients in each source and their sources.
 func (s *Service) Get(ctx context.Context, id int64) (Profile, error) {
-	list, err := s.List(ctx, ListOptions{})
+	list, err := s.list(ctx, records.ProfileQuery{ID: id})
 	if err != nil {
 		return Profile{}, err
 	}
-	var p *Profile
-	for i := range list {
-		if list[i].ID == id {
-			p = &list[i]
-		}
-	}
-	if p == nil {
+	if len(list) == 0 {
 		return Profile{}, fmt.Errorf("person %d: %w", id, ErrNotFound)
 	}
+	p := &list[0]
 	if p.Counts, err = s.store.Counts(ctx, records.Filter{ProfileID: id}); err != nil {
 		return Profile{}, err
 	}

@@ -42,10 +42,19 @@ type Store struct {
 
 	mu      sync.Mutex
 	writers map[*sql.Tx][]*Writer // the Writers of each open WriteTx, finished before it commits
+
+	// Reads kept until the next write (db.Generation): a person's doctors and clinics
+	// (directory.go) and the people list (people.go).
+	dirMu       sync.Mutex
+	dirCache    map[int64]dirEntry
+	peopleCache map[ProfileQuery]peopleEntry
 }
 
 // New returns a Store on d.
-func New(d *db.DB) *Store { return &Store{db: d, now: time.Now, writers: map[*sql.Tx][]*Writer{}} }
+func New(d *db.DB) *Store {
+	return &Store{db: d, now: time.Now, writers: map[*sql.Tx][]*Writer{}, dirCache: map[int64]dirEntry{},
+		peopleCache: map[ProfileQuery]peopleEntry{}}
+}
 
 // WriteTx runs fn in one write transaction (the database's single writer). Store methods that
 // take a *sql.Tx run inside it; a caller with tables of its own (sync runs, webhooks) may write
@@ -168,7 +177,7 @@ func (s *Store) CreateSource(ctx context.Context, tx *sql.Tx, n NewSource) (int6
 const sourceCols = `s.id, s.kind, s.name, s.status, s.profile_id, s.patient_id, s.provider_id, s.fhir_base, s.scopes,
 	s.last_sync, s.last_error, s.created_at, s.updated_at, coalesce(s.content_hash,''), coalesce(s.sync_state,''),
 	coalesce(s.token_url,''), coalesce(s.client_id,''), s.confidential, coalesce(s.token_key,''),
-	(SELECT count(*) FROM resources r WHERE r.source_id = s.id)`
+	(SELECT coalesce(sum(c.n), 0) FROM resource_counts c WHERE c.source_id = s.id AND c.profile_id = -1)`
 
 type rowScanner interface{ Scan(...any) error }
 
@@ -209,7 +218,7 @@ func (s *Store) ListSources(ctx context.Context, profileID int64) ([]Source, err
 	q := `SELECT ` + sourceCols + ` FROM sources s`
 	var args []any
 	if profileID != 0 {
-		q += ` WHERE s.profile_id = ? OR EXISTS (SELECT 1 FROM resources r WHERE r.source_id = s.id AND r.profile_id = ?)`
+		q += ` WHERE s.profile_id = ? OR EXISTS (SELECT 1 FROM resource_counts c WHERE c.source_id = s.id AND c.profile_id = ? AND c.n > 0)`
 		args = append(args, profileID, profileID)
 	}
 	q += ` ORDER BY s.id DESC`
@@ -389,21 +398,19 @@ func (s *Store) Counts(ctx context.Context, f Filter) (map[string]int, error) {
 }
 
 func countsQ(ctx context.Context, q querier, f Filter) (map[string]int, error) {
-	// resource_counts is kept by the record Writer and by triggers on deletes and moves (migrations 5, 6): no scan of the records.
-	var where []string
-	var args []any
+	// resource_counts is kept by the record Writer and by triggers on deletes and moves
+	// (migrations 5, 6): no scan of the records. Everyone's counts are the -1 rows.
+	profile := int64(everyoneCounts)
+	if f.ProfileID != 0 {
+		profile = f.ProfileID
+	}
+	where := []string{"profile_id = ?"}
+	args := []any{profile}
 	if f.SourceID != 0 {
 		where = append(where, "source_id = ?")
 		args = append(args, f.SourceID)
 	}
-	if f.ProfileID != 0 {
-		where = append(where, "profile_id = ?")
-		args = append(args, f.ProfileID)
-	}
-	query := `SELECT type, sum(n) FROM resource_counts`
-	if len(where) > 0 {
-		query += ` WHERE ` + strings.Join(where, " AND ")
-	}
+	query := `SELECT type, sum(n) FROM resource_counts WHERE ` + strings.Join(where, " AND ")
 	rows, err := q.QueryContext(ctx, query+` GROUP BY type HAVING sum(n) > 0`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("count resources: %w", err)
@@ -516,8 +523,9 @@ func (w *Writer) Close() {
 	}
 }
 
-// Finish adds the counts of the records written so far to resource_counts. Store.WriteTx calls
-// it before the commit; calling it earlier is allowed.
+// Finish adds the counts of the records written so far to resource_counts: the person's row
+// and everyone's (profile_id -1, migration 6). Store.WriteTx calls it before the commit; calling
+// it earlier is allowed.
 func (w *Writer) Finish(ctx context.Context) error {
 	if len(w.counts) == 0 {
 		return nil
@@ -528,14 +536,25 @@ func (w *Writer) Finish(ctx context.Context) error {
 		return fmt.Errorf("store counts: %w", db.Explain(err))
 	}
 	defer st.Close()
+	everyone := map[string]int{}
 	for k, n := range w.counts {
 		if _, err := st.ExecContext(ctx, w.sourceID, k.profile, k.typ, n); err != nil {
+			return fmt.Errorf("store counts: %w", db.Explain(err))
+		}
+		everyone[k.typ] += n
+	}
+	for typ, n := range everyone {
+		if _, err := st.ExecContext(ctx, w.sourceID, everyoneCounts, typ, n); err != nil {
 			return fmt.Errorf("store counts: %w", db.Explain(err))
 		}
 	}
 	clear(w.counts)
 	return nil
 }
+
+// everyoneCounts is the profile_id of resource_counts' rows for everyone (each source's sum of
+// all its people and of nobody, migration 6); 0 is nobody.
+const everyoneCounts = -1
 
 // Hash is the content hash stored with a resource.
 func Hash(raw string) []byte {
@@ -593,7 +612,7 @@ func (w *Writer) Put(ctx context.Context, r Row) (Outcome, error) {
 			if _, err := w.delCodes.ExecContext(ctx, id); err != nil {
 				return 0, db.Explain(err)
 			}
-			return Updated, w.codes(ctx, id, ix.Codes)
+			return Updated, w.codes(ctx, id, ix.Code, ix.Codes)
 		case !errors.Is(err, sql.ErrNoRows):
 			return 0, db.Explain(err)
 		}
@@ -609,11 +628,15 @@ func (w *Writer) Put(ctx context.Context, r Row) (Outcome, error) {
 		return 0, fmt.Errorf("store %s/%s: search index: %w", r.Type, r.ID, db.Explain(err))
 	}
 	w.counts[countKey{profileOf(r.ProfileID), r.Type}]++
-	return Added, w.codes(ctx, id, ix.Codes)
+	return Added, w.codes(ctx, id, ix.Code, ix.Codes)
 }
 
-func (w *Writer) codes(ctx context.Context, id int64, codes []fhir.Coding) error {
+// codes stores the codings of a record besides its primary one (resources.code: migration 6).
+func (w *Writer) codes(ctx context.Context, id int64, primary string, codes []fhir.Coding) error {
 	for _, c := range codes {
+		if c.System+"|"+c.Code == primary {
+			continue
+		}
 		if _, err := w.addCode.ExecContext(ctx, id, c.System, c.Code); err != nil {
 			return fmt.Errorf("store codes: %w", db.Explain(err))
 		}
@@ -636,6 +659,7 @@ type Item struct {
 	Resource    json.RawMessage `json:"resource"`
 	rowID       int64
 	sortKey     string
+	category    string // the dashboard's results: vital-signs, laboratory, ...
 }
 
 const itemCols = `r.id, r.source_id, r.type, r.fhir_id, r.version, r.sort_date, r.last_updated, r.title, r.patient_ref, r.profile_id, r.missing_since IS NOT NULL, r.raw`

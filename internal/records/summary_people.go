@@ -1,21 +1,29 @@
 package records
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
-	"sort"
-	"sync"
+	"slices"
+	"strings"
 )
 
-// peopleWithRecords lists the people (profile ids) holding records under f.
+// householdPeople is the most people whose dashboard lists are chosen person by person (each
+// one's newest through their own index, so everyone has a turn however old their records are);
+// a larger household's are chosen from the household's newest records.
+const householdPeople = 8
+
+// peopleWithRecords lists the people (profile ids) holding records under f, at most
+// householdPeople+1 (more is "many").
 func (s *Store) peopleWithRecords(ctx context.Context, f Filter) ([]int64, error) {
-	q := `SELECT DISTINCT profile_id FROM resource_counts WHERE profile_id <> 0 AND n > 0`
+	q := `SELECT DISTINCT profile_id FROM resource_counts WHERE profile_id > 0 AND n > 0`
 	var args []any
 	if f.SourceID != 0 {
 		q += ` AND source_id = ?`
 		args = append(args, f.SourceID)
 	}
-	rows, err := s.db.Read.QueryContext(ctx, q+` ORDER BY profile_id`, args...)
+	rows, err := s.db.Read.QueryContext(ctx, q+` ORDER BY profile_id LIMIT ?`, append(args, householdPeople+1)...)
 	if err != nil {
 		return nil, fmt.Errorf("people with records: %w", err)
 	}
@@ -31,63 +39,142 @@ func (s *Store) peopleWithRecords(ctx context.Context, f Filter) ([]int64, error
 	return ids, rows.Err()
 }
 
-// summaryEveryone is the household's dashboard: each person's summary, merged, so every list is
-// bounded per person (one person's thousand results cannot push another's out) and "latest per
-// test" is the latest of each person, not of whoever was measured last. Items keep their
-// profile_id, so the page shows whose each one is.
-func (s *Store) summaryEveryone(ctx context.Context, f Filter, ids []int64) (Summary, error) {
-	parts := make([]Summary, len(ids))
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			parts[i], errs[i] = s.Summary(ctx, Filter{SourceID: f.SourceID, ProfileID: id})
-		}()
+// householdList is one of the household's dashboard lists ("Everyone"): a fixed number of items
+// however many people there are, each with its person, shared fairly: the people take turns
+// (each one's newest, then each one's second newest, ...), so one person's thousand results
+// cannot push another's out. The candidates are each person's newest householdScan records of
+// each type (up to householdPeople people), or the household's newest (more people); of those
+// only their person, code and category are read; then the winners.
+type householdList struct {
+	types   []string       // read newest first through (type, sort_date), one type at a time
+	where   string         // further conditions on r
+	perCode bool           // the newest of each (person, code) only: latest results, vaccines
+	quota   map[string]int // items by category (Observation: vital-signs, laboratory); "" any
+	byTitle bool           // the list is shown by title (latest results), else newest first
+}
+
+// householdScan bounds, per type, the records a household list is chosen from: a multiple of
+// what the list shows, so that several people's newest are among them.
+func householdScan(limit int) int { return max(50, 4*limit) }
+
+type householdCandidate struct {
+	id       int64
+	profile  int64
+	code     string
+	category string
+	date     string
+}
+
+func (s *Store) household(ctx context.Context, f Filter, people []int64, hl householdList) ([]Item, error) {
+	total := 0
+	for _, n := range hl.quota {
+		total += n
 	}
-	wg.Wait()
-	var sum Summary
-	for _, err := range errs {
+	var cands []householdCandidate
+	scan := func(typ string, profile int64) error {
+		args := []any{typ}
+		index := "resources_type_date"
+		w := hl.where + f.where("r.", &args)
+		if profile != 0 {
+			index = "resources_profile_type"
+			w += ` AND r.profile_id = ?`
+			args = append(args, profile)
+		}
+		args = append(args, householdScan(total))
+		rows, err := s.db.Read.QueryContext(ctx, `SELECT r.id, coalesce(r.profile_id, 0), coalesce(r.code, ''), coalesce(r.category, ''), r.sort_date
+			FROM resources r INDEXED BY `+index+`
+			WHERE r.type = ?`+w+` ORDER BY r.sort_date DESC, r.id DESC LIMIT ?`, args...)
 		if err != nil {
-			return sum, err
+			return fmt.Errorf("summary: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c householdCandidate
+			if err := rows.Scan(&c.id, &c.profile, &c.code, &c.category, &c.date); err != nil {
+				return err
+			}
+			if _, kind := hl.quota[c.category]; !kind {
+				c.category = ""
+			}
+			cands = append(cands, c)
+		}
+		return rows.Err()
+	}
+	for _, typ := range hl.types {
+		if len(people) == 0 || len(people) > householdPeople {
+			if err := scan(typ, 0); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		for _, p := range people {
+			if err := scan(typ, p); err != nil {
+				return nil, err
+			}
 		}
 	}
-	var err error
-	if sum.Counts, err = s.Counts(ctx, f); err != nil {
-		return sum, err
-	}
-	byDate := func(dst *[]Item, pick func(Summary) []Item) {
-		out := []Item{}
-		for _, p := range parts {
-			out = append(out, pick(p)...)
+	// Newest first across the types.
+	slices.SortStableFunc(cands, func(a, b householdCandidate) int {
+		if c := strings.Compare(b.date, a.date); c != 0 {
+			return c
 		}
-		sort.SliceStable(out, func(i, j int) bool { return out[i].sortKey > out[j].sortKey })
-		*dst = out
-	}
-	byTitle := func(dst *[]Item, pick func(Summary) []Item) {
-		out := []Item{}
-		for _, p := range parts {
-			out = append(out, pick(p)...)
+		return cmp.Compare(b.id, a.id)
+	})
+	// Per kind, each person's candidates in order (the newest of each code when perCode).
+	type queue struct{ ids []int64 }
+	queues := map[string]map[int64]*queue{}
+	order := map[string][]int64{} // people by their newest candidate
+	seen := map[string]bool{}
+	for _, c := range cands {
+		if _, ok := hl.quota[c.category]; !ok {
+			continue
 		}
-		sort.SliceStable(out, func(i, j int) bool { return out[i].Title < out[j].Title })
-		*dst = out
+		if hl.perCode {
+			k := fmt.Sprint(c.profile, "|", c.code)
+			if c.code == "" || seen[k] {
+				continue
+			}
+			seen[k] = true
+		}
+		if queues[c.category] == nil {
+			queues[c.category] = map[int64]*queue{}
+		}
+		q := queues[c.category][c.profile]
+		if q == nil {
+			q = &queue{}
+			queues[c.category][c.profile] = q
+			order[c.category] = append(order[c.category], c.profile)
+		}
+		q.ids = append(q.ids, c.id)
 	}
-	byDate(&sum.Conditions, func(p Summary) []Item { return p.Conditions })
-	byDate(&sum.Medications, func(p Summary) []Item { return p.Medications })
-	byDate(&sum.Allergies, func(p Summary) []Item { return p.Allergies })
-	byDate(&sum.Encounters, func(p Summary) []Item { return p.Encounters })
-	byTitle(&sum.Immunizations, func(p Summary) []Item { return p.Immunizations })
-	byTitle(&sum.Vitals, func(p Summary) []Item { return p.Vitals })
-	byTitle(&sum.Labs, func(p Summary) []Item { return p.Labs })
-	if len(sum.Encounters) > 10 {
-		sum.Encounters = sum.Encounters[:10]
-	}
-	for _, p := range parts {
-		if p.Patient != nil {
-			sum.Patient = p.Patient
-			break
+	var ids []int64
+	for kind, n := range hl.quota {
+		for round := 0; n > 0; round++ {
+			took := false
+			for _, p := range order[kind] {
+				if q := queues[kind][p]; round < len(q.ids) && n > 0 {
+					ids = append(ids, q.ids[round])
+					n--
+					took = true
+				}
+			}
+			if !took {
+				break
+			}
 		}
 	}
-	return sum, nil
+	if len(ids) == 0 {
+		return []Item{}, nil
+	}
+	orderBy := `r.sort_date DESC, r.id DESC`
+	if hl.byTitle {
+		orderBy = `r.title, r.profile_id`
+	}
+	b, _ := json.Marshal(ids)
+	rows, err := s.db.Read.QueryContext(ctx, `SELECT `+itemCols+`, coalesce(r.category, '') FROM resources r
+		WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY `+orderBy, string(b))
+	if err != nil {
+		return nil, fmt.Errorf("summary: %w", err)
+	}
+	return collectWithCategory(rows)
 }

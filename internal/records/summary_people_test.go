@@ -9,7 +9,9 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/fhir"
 )
 
-// Everyone's dashboard is bounded per person and keeps each person's latest result per test.
+// Everyone's dashboard (issue 17): each list has a fixed size however many people there are, the
+// people take turns (one person's many items cannot push another's out), and the latest result
+// of each test is each person's.
 func TestSummaryEveryoneIsPerPerson(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
@@ -62,8 +64,8 @@ func TestSummaryEveryoneIsPerPerson(t *testing.T) {
 	for _, c := range sum.Conditions {
 		per[*c.ProfileID]++
 	}
-	if per[1] != 100 || per[2] != 1 {
-		t.Errorf("conditions per person: %v (want 100 and 1)", per)
+	if len(sum.Conditions) != householdItems || per[1] != householdItems-1 || per[2] != 1 {
+		t.Errorf("%d conditions, per person: %v (want %d: %d and 1)", len(sum.Conditions), per, householdItems, householdItems-1)
 	}
 	if len(sum.Labs) != 2 || *sum.Labs[0].ProfileID == *sum.Labs[1].ProfileID {
 		t.Errorf("latest glucose of each person: %+v", sum.Labs)
@@ -77,5 +79,72 @@ func TestSummaryEveryoneIsPerPerson(t *testing.T) {
 	}
 	if len(one.Conditions) != 1 || len(one.Labs) != 1 {
 		t.Errorf("one person's summary: %d conditions, %d labs", len(one.Conditions), len(one.Labs))
+	}
+}
+
+// A household of more than householdPeople people: each list still has its fixed size, and the
+// people whose records are newest take turns.
+func TestSummaryOfALargeHouseholdIsBounded(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	const people = householdPeople + 4
+	err := s.WriteTx(ctx, func(tx *sql.Tx) error {
+		src, err := s.CreateSource(ctx, tx, NewSource{Kind: KindManual, Name: "f"})
+		if err != nil {
+			return err
+		}
+		w, err := s.NewWriter(ctx, tx, src, false)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		for p := int64(1); p <= people; p++ {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO profiles(id, name, created_at, updated_at) VALUES (?, ?, 'x', 'x')`, p, fmt.Sprint("P", p)); err != nil {
+				return err
+			}
+			for i := range 30 {
+				raw := fmt.Sprintf(`{"resourceType":"Condition","id":"c%d-%d","clinicalStatus":{"coding":[{"code":"active"}]},"code":{"text":"C%d"},"onsetDateTime":"2021-%02d-%02d"}`, p, i, i, 1+i%12, 1+int(p)%28)
+				ix, _ := fhir.IndexResource([]byte(raw))
+				pid := p
+				if _, err := w.Put(ctx, Row{Type: ix.Type, ID: ix.ID, Raw: raw, Index: ix, ProfileID: &pid}); err != nil {
+					return err
+				}
+				obsRaw := obs(fmt.Sprintf("o%d-%d", p, i), fmt.Sprintf("2022-%02d-%02d", 1+i%12, 1+int(p)%28), fmt.Sprint("100-", i%5), "Test", "laboratory")
+				ix, _ = fhir.IndexResource([]byte(obsRaw))
+				if _, err := w.Put(ctx, Row{Type: ix.Type, ID: ix.ID, Raw: obsRaw, Index: ix, ProfileID: &pid}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := s.Summary(ctx, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[int64]int{}
+	for _, c := range sum.Conditions {
+		per[*c.ProfileID]++
+	}
+	if len(sum.Conditions) != householdItems || len(per) < 2 {
+		t.Errorf("%d conditions from %d people (want %d from several)", len(sum.Conditions), len(per), householdItems)
+	}
+	// Five tests per person: the latest of each (person, test) until the quota is full.
+	seen := map[string]bool{}
+	for _, l := range sum.Labs {
+		k := fmt.Sprint(*l.ProfileID, l.Title, string(l.Resource))
+		if seen[k] {
+			t.Errorf("a result twice: %s", k)
+		}
+		seen[k] = true
+	}
+	if len(sum.Labs) == 0 || len(sum.Labs) > householdLabs {
+		t.Errorf("%d labs (want 1 to %d)", len(sum.Labs), householdLabs)
+	}
+	if sum.Counts["Condition"] != 30*people || sum.Patient != nil {
+		t.Errorf("counts %v, patient %s", sum.Counts, sum.Patient)
 	}
 }

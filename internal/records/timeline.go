@@ -17,14 +17,3 @@ func notEventsClause() string {
 	}
 	return ` AND r.type NOT IN (` + strings.Join(q, ",") + `)`
 }
-
-// searchRank puts a person's own clinical records before directory entries (doctors, clinics).
-var searchRank = func() string {
-	var q []string
-	for _, t := range fhir.NotEvents() {
-		if fhir.IsDirectory(t) {
-			q = append(q, "'"+t+"'")
-		}
-	}
-	return `(r.type IN (` + strings.Join(q, ",") + `))`
-}()
