@@ -98,6 +98,14 @@ func (s *Service) getProfiles(w http.ResponseWriter, r *http.Request) {
 		httpkit.WriteError(w, http.StatusBadRequest, "bad_request", "counts must be true or false.")
 		return
 	}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			httpkit.WriteError(w, http.StatusBadRequest, "bad_request", "limit must be a positive number of people.")
+			return
+		}
+		o.Limit = n
+	}
 	list, err := s.List(r.Context(), o)
 	if err != nil {
 		s.fail(w, r, err)

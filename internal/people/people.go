@@ -182,12 +182,17 @@ func withLook(p *Profile) {
 
 // ListOptions tune List.
 type ListOptions struct {
-	Counts bool // include each person's counts by type (a scan of every record)
+	Counts bool // include each person's counts by type
+	Limit  int  // only the first Limit people (0: all)
 }
 
 // List returns every person, oldest first, with record and source counts and latest activity.
 func (s *Service) List(ctx context.Context, o ListOptions) ([]Profile, error) {
-	return s.list(ctx, records.ProfileQuery{Counts: o.Counts})
+	list, err := s.list(ctx, records.ProfileQuery{Counts: o.Counts})
+	if err == nil && o.Limit > 0 && len(list) > o.Limit {
+		list = list[:o.Limit]
+	}
+	return list, err
 }
 
 func (s *Service) list(ctx context.Context, q records.ProfileQuery) ([]Profile, error) {

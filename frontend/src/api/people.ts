@@ -80,8 +80,9 @@ export interface Reassigned {
   moved: number;
 }
 
-export const listPeople = (withCounts = false, signal?: AbortSignal) =>
-  request<Person[]>('/profiles', { query: { counts: withCounts ? 'true' : undefined }, signal });
+/** The household's people; `limit`: only the first ones (a large household's overview). */
+export const listPeople = (withCounts = false, signal?: AbortSignal, limit?: number) =>
+  request<Person[]>('/profiles', { query: { counts: withCounts ? 'true' : undefined, limit: limit ? String(limit) : undefined }, signal });
 
 export const getPerson = (id: number, signal?: AbortSignal) => request<Person>(`/profiles/${id}`, { signal });
 

@@ -1,5 +1,6 @@
 // The household overview: each person with their counts and latest activity, and what is not
 // linked to anyone. Shown on the dashboard when "Everyone" is chosen, and on the People page.
+import { useState } from 'react';
 import { getUnlinked, listPeople, type Person } from '../api/people';
 import { useApp } from '../AppContext';
 import { formatCount, formatDate } from '../lib/format';
@@ -13,15 +14,28 @@ import './people.css';
 // The types a card names first (when the person has them).
 const HIGHLIGHT = ['Condition', 'MedicationRequest', 'Encounter', 'Immunization', 'Observation', 'Procedure', 'AllergyIntolerance'];
 
+// A large household shows its first people; the rest on request.
+export const HOUSEHOLD_FIRST = 24;
+
 export function Household({ heading = 'Household', manage = false }: { heading?: string; manage?: boolean }) {
-  const { setProfile } = useApp();
-  const st = useAsync(async (signal) => {
-    const [people, unlinked] = await Promise.all([listPeople(true, signal), getUnlinked(signal).catch(() => null)]);
-    return { people, unlinked };
-  }, []);
+  const { setProfile, profiles } = useApp();
+  const [all, setAll] = useState(false);
+  const st = useAsync(
+    async (signal) => {
+      const [people, unlinked] = await Promise.all([
+        listPeople(true, signal, all ? undefined : HOUSEHOLD_FIRST + 1),
+        getUnlinked(signal).catch(() => null),
+      ]);
+      return { people, unlinked };
+    },
+    [all],
+  );
   if (st.error && !st.data) return <ErrorMessage error={st.error} onRetry={st.reload} />;
   if (!st.data) return <Loading label="Loading the household…" />;
-  const { people, unlinked } = st.data;
+  const { unlinked } = st.data;
+  const more = !all && st.data.people.length > HOUSEHOLD_FIRST;
+  const people = more ? st.data.people.slice(0, HOUSEHOLD_FIRST) : st.data.people;
+  const total = Math.max(profiles?.length ?? 0, st.data.people.length);
   const open = (p: Person) => {
     setProfile(p.id);
     navigate('/');
@@ -113,6 +127,13 @@ export function Household({ heading = 'Household', manage = false }: { heading?:
           </li>
         )}
       </ul>
+      {more && (
+        <p className="household-more">
+          <button type="button" className="btn" onClick={() => setAll(true)} data-testid="household-show-all">
+            Show all {formatCount(total)} people
+          </button>
+        </p>
+      )}
     </section>
   );
 }

@@ -6,7 +6,7 @@ import type { Profile } from '../api/types';
 import { EventHub } from '../lib/events';
 import { mockApi } from '../test/api';
 import { PersonSwitcher, initialsOf } from './PersonSwitcher';
-import { Household } from './Household';
+import { HOUSEHOLD_FIRST, Household } from './Household';
 import { People } from '../views/People';
 import { parseHash } from '../lib/router';
 
@@ -102,6 +102,25 @@ describe('Household', () => {
     expect(screen.getByTestId('household-unlinked').textContent).toContain('Not linked to a person');
     fireEvent.click(screen.getByRole('button', { name: "Show Emma Doe's dashboard" }));
     expect(setProfile).toHaveBeenCalledWith(2);
+  });
+
+  it('shows a large household\'s first people, and everyone on request', async () => {
+    const many: Profile[] = Array.from({ length: 60 }, (_, i) => ({ id: i + 1, name: `Person ${i + 1}`, color: '#3b6fd8', initials: 'P', resource_count: 10 }));
+    const limits: (string | null)[] = [];
+    mockApi({
+      '/api/v1/profiles': (url: URL) => {
+        const limit = url.searchParams.get('limit');
+        limits.push(limit);
+        return many.slice(0, limit ? Number(limit) : many.length).map((p) => ({ ...p, source_count: 1, last_activity: null, counts: {} }));
+      },
+      '/api/v1/unlinked': { resource_count: 0, counts: {}, sources: [], patients: [] },
+    });
+    render(wrap(<Household />, { profiles: many }));
+    expect(await screen.findAllByTestId('household-person')).toHaveLength(HOUSEHOLD_FIRST);
+    fireEvent.click(screen.getByRole('button', { name: 'Show all 60 people' }));
+    await waitFor(() => expect(screen.getAllByTestId('household-person')).toHaveLength(60));
+    expect(screen.queryByTestId('household-show-all')).toBeNull();
+    expect(limits).toEqual([String(HOUSEHOLD_FIRST + 1), null]);
   });
 });
 
