@@ -29,10 +29,14 @@ export function Dashboard() {
   const st = useAsync(
     async (signal) => {
       const [summary, counts] = await Promise.all([getSummary({ profile }, signal), getCounts({ profile }, signal)]);
-      // Several people in one view (before profiles): name them all rather than one.
+      // Several people in one view (before profiles): name them all rather than one. The newest
+      // by date, through the date index (sorting a million-record household's patients by name
+      // read every one of them), then shown by name.
       const people =
         (counts.Patient ?? 0) > 1
-          ? (await listResources({ type: 'Patient', sort: 'title', limit: 20, profile }, signal)).items.map((it) => it.resource as Patient)
+          ? (await listResources({ type: 'Patient', sort: '-date', limit: 20, profile }, signal)).items
+              .map((it) => it.resource as Patient)
+              .sort((a, b) => humanName(a.name).localeCompare(humanName(b.name)))
           : [];
       return { summary, counts, people };
     },
