@@ -451,13 +451,32 @@ type parsed struct {
 	invalid, foreign, outcomes int
 }
 
-// pages fetches first and its next pages and hands them to fn in order. The next page is fetched
-// while fn handles the current one.
+// merge appends the next page's content (stored together, in one transaction).
+func (p *parsed) merge(q parsed) {
+	p.rows = append(p.rows, q.rows...)
+	p.refs = append(p.refs, q.refs...)
+	p.invalid += q.invalid
+	p.foreign += q.foreign
+	p.outcomes += q.outcomes
+}
+
+// pageAhead is how many fetched pages may wait for the writer; pageBatch the rows the writer
+// stores in one transaction when pages are waiting (merged, in order).
+const (
+	pageAhead = 8
+	pageBatch = 5000
+)
+
+// pages fetches first and its next pages and hands them to fn in order. The next pages are
+// fetched while fn handles the current one; pages that are already waiting when fn is free are
+// merged into one (up to pageBatch rows), so a fast provider's records are stored in fewer,
+// larger transactions (each commit rewrites the index pages it touched: 250 commits of 200
+// records wrote the same pages again and again) while a slow one's still appear page by page.
 func (r *syncRun) pages(parent context.Context, what, first string, fn func(page) error) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	r.curType = what
-	ch := make(chan page, 1)
+	ch := make(chan page, pageAhead)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -534,7 +553,30 @@ func (r *syncRun) pages(parent context.Context, what, first string, fn func(page
 			err = p.err
 			break
 		}
+		// Merge the pages that are waiting already (an error after them ends the loop once
+		// the merged page is stored).
+		var after error
+	merge:
+		for len(p.parsed.rows) < pageBatch {
+			select {
+			case q, ok := <-ch:
+				if !ok {
+					break merge
+				}
+				if q.err != nil {
+					after = q.err
+					break merge
+				}
+				p.parsed.merge(q.parsed)
+			default:
+				break merge
+			}
+		}
 		if err = fn(p); err != nil {
+			break
+		}
+		if after != nil {
+			err = after
 			break
 		}
 	}
@@ -625,7 +667,7 @@ func (r *syncRun) parse(ctx context.Context, body []byte, name string) (parsed, 
 	return out, nil
 }
 
-// storePage writes one page in its own transaction.
+// storePage writes one page (or several merged, see pages) in its own transaction.
 func (r *syncRun) storePage(ctx context.Context, p page) error {
 	return r.write(ctx, p.parsed)
 }
