@@ -103,7 +103,7 @@ EOF
 dpkg-deb --root-owner-group -Zxz --build "$ROOT" "$OUT/fasten-desktop_${DEB_VERSION}_amd64.deb" >/dev/null
 
 step "Windows installer"
-makensis -V2 -DVERSION="$VERSION" -DARG_BINARY="$PWD/$OUT/fasten-desktop-$VERSION-windows-amd64.exe" \
+makensis -V2 -DVERSION="$VERSION" -DFILE_VERSION="$FILE_VERSION" -DARG_BINARY="$PWD/$OUT/fasten-desktop-$VERSION-windows-amd64.exe" \
   -DOUTFILE="$PWD/$OUT/fasten-desktop-$VERSION-windows-amd64-setup.exe" build/windows/installer/project.nsi
 
 rm -rf "$WORK"

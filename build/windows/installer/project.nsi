@@ -19,6 +19,9 @@ Target amd64-unicode
 !ifndef VERSION
   !define VERSION "dev"
 !endif
+!ifndef FILE_VERSION
+  !define FILE_VERSION "0.0.0.0"
+!endif
 !ifndef ARG_BINARY
   !error "pass -DARG_BINARY=<path of fasten-desktop.exe>"
 !endif
@@ -40,6 +43,17 @@ InstallDir "$LOCALAPPDATA\Programs\Fasten"
 InstallDirRegKey HKCU "${UNINSTKEY}" "InstallLocation"
 RequestExecutionLevel user
 SetCompressor /SOLID lzma
+ManifestDPIAware true
+
+; Version information: the setup file's Properties in Explorer and SmartScreen's publisher prompt.
+VIProductVersion "${FILE_VERSION}"
+VIFileVersion "${FILE_VERSION}"
+VIAddVersionKey /LANG=0 "ProductName" "${PRODUCT}"
+VIAddVersionKey /LANG=0 "ProductVersion" "${VERSION}"
+VIAddVersionKey /LANG=0 "FileVersion" "${FILE_VERSION}"
+VIAddVersionKey /LANG=0 "FileDescription" "Fasten installer: your health records, on your own computer"
+VIAddVersionKey /LANG=0 "LegalCopyright" "Copyright © Fasten Health"
+VIAddVersionKey /LANG=0 "OriginalFilename" "fasten-desktop-setup.exe"
 ShowInstDetails show
 
 !define MUI_ICON "../icon.ico"
