@@ -33,29 +33,9 @@ func isDirectoryRefType(t string) bool {
 // write (db.Generation): every count and list of a person asks for it, and reading a person's
 // visits costs tens of milliseconds on a long record.
 func (s *Store) personDirectory(ctx context.Context, profileID int64) (map[string][]string, error) {
-	gen := s.db.Generation()
-	s.dirMu.Lock()
-	if e, ok := s.dirCache[profileID]; ok && e.gen == gen {
-		s.dirMu.Unlock()
-		return e.refs, nil
-	}
-	s.dirMu.Unlock()
-	refs, err := s.readPersonDirectory(ctx, profileID)
-	if err != nil {
-		return nil, err
-	}
-	s.dirMu.Lock()
-	if len(s.dirCache) >= 64 {
-		clear(s.dirCache)
-	}
-	s.dirCache[profileID] = dirEntry{gen: gen, refs: refs}
-	s.dirMu.Unlock()
-	return refs, nil
-}
-
-type dirEntry struct {
-	gen  uint64
-	refs map[string][]string // read-only once cached
+	return s.directories.get(s.db.Generation(), profileID, func() (map[string][]string, error) {
+		return s.readPersonDirectory(ctx, profileID)
+	})
 }
 
 func (s *Store) readPersonDirectory(ctx context.Context, profileID int64) (map[string][]string, error) {

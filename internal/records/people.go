@@ -119,29 +119,8 @@ func (s *Store) Profiles(ctx context.Context, q ProfileQuery) ([]Profile, error)
 	if q.ID != 0 {
 		return s.readProfiles(ctx, q)
 	}
-	gen := s.db.Generation()
-	s.dirMu.Lock()
-	if e, ok := s.peopleCache[q]; ok && e.gen == gen {
-		s.dirMu.Unlock()
-		return slices.Clone(e.list), nil
-	}
-	s.dirMu.Unlock()
-	list, err := s.readProfiles(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	s.dirMu.Lock()
-	if len(s.peopleCache) >= 8 {
-		clear(s.peopleCache)
-	}
-	s.peopleCache[q] = peopleEntry{gen: gen, list: list}
-	s.dirMu.Unlock()
-	return slices.Clone(list), nil
-}
-
-type peopleEntry struct {
-	gen  uint64
-	list []Profile // callers get a copy of the slice; the Counts maps are read-only
+	list, err := s.people.get(s.db.Generation(), q, func() ([]Profile, error) { return s.readProfiles(ctx, q) })
+	return slices.Clone(list), err // the Counts maps are shared and read-only
 }
 
 func (s *Store) readProfiles(ctx context.Context, q ProfileQuery) ([]Profile, error) {

@@ -43,17 +43,16 @@ type Store struct {
 	mu      sync.Mutex
 	writers map[*sql.Tx][]*Writer // the Writers of each open WriteTx, finished before it commits
 
-	// Reads kept until the next write (db.Generation): a person's doctors and clinics
-	// (directory.go) and the people list (people.go).
-	dirMu       sync.Mutex
-	dirCache    map[int64]dirEntry
-	peopleCache map[ProfileQuery]peopleEntry
+	// Reads kept until the next write (kept.go): a person's doctors and clinics (directory.go)
+	// and the people list (people.go).
+	directories *kept[int64, map[string][]string]
+	people      *kept[ProfileQuery, []Profile]
 }
 
 // New returns a Store on d.
 func New(d *db.DB) *Store {
-	return &Store{db: d, now: time.Now, writers: map[*sql.Tx][]*Writer{}, dirCache: map[int64]dirEntry{},
-		peopleCache: map[ProfileQuery]peopleEntry{}}
+	return &Store{db: d, now: time.Now, writers: map[*sql.Tx][]*Writer{},
+		directories: newKept[int64, map[string][]string](64), people: newKept[ProfileQuery, []Profile](8)}
 }
 
 // WriteTx runs fn in one write transaction (the database's single writer). Store methods that
