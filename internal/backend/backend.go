@@ -36,6 +36,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/people"
 	"github.com/fastenhealth/fasten-desktop/internal/prefs"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
+	"github.com/fastenhealth/fasten-desktop/internal/restore"
 	"github.com/fastenhealth/fasten-desktop/internal/secrets"
 	"github.com/fastenhealth/fasten-desktop/internal/syncer"
 	"github.com/fastenhealth/fasten-desktop/internal/useragent"
@@ -101,6 +102,9 @@ type Backend struct {
 	People *people.Service
 	// Prefs serves start at login and the sync interval (/preferences).
 	Prefs *prefs.Preferences
+	// Restore serves backups (a download) and restores (check, confirm, replace) to the API,
+	// the window and the control socket.
+	Restore *restore.Service
 }
 
 // Open prepares everything; Close undoes it.
@@ -245,6 +249,24 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		ActiveInterval:   cfg.SyncEvery(),
 		Log:              b.Log.With("part", "preferences"),
 	})
+	restore.CleanDir(spool)
+	b.Restore = restore.NewService(restore.ServiceOptions{
+		DB:  b.DB,
+		Dir: spool,
+		// No sync may write into the records while they are replaced.
+		Pause: b.Syncer.Pause,
+		// The replaced provider sources' sign-ins leave the keyring (the restored sources ask for
+		// a new sign-in; their tokens were never in the backup).
+		Forget: func(ctx context.Context, keys []string) {
+			for _, k := range keys {
+				if err := b.Keyring.Delete(ctx, k); err != nil && !errors.Is(err, secrets.ErrNotFound) {
+					b.Log.Warn("a replaced source's sign-in stays in the keyring", "err", err)
+				}
+			}
+		},
+		Events: b.Bus,
+		Log:    b.Log.With("part", "restore"),
+	})
 	// The API last: every feature registers its routes through httpkit.
 	b.API = api.New(api.Config{
 		Store:        b.Store,
@@ -256,7 +278,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		Syncing:      b.Syncer.Syncing,
 		DeleteSource: b.deleteSource,
 	})
-	for _, f := range []interface{ Routes() []httpkit.Route }{b.People, b.Installation, b.Syncer, b.Connect, b.Stream, b.Hub, b.Prefs} {
+	for _, f := range []interface{ Routes() []httpkit.Route }{b.People, b.Installation, b.Syncer, b.Connect, b.Stream, b.Hub, b.Prefs, b.Restore} {
 		b.API.Add(f.Routes()...)
 	}
 	b.API.Add(ips.NewBuilder(b.Store, nil).Routes(b.Log.With("part", "ips"))...)
@@ -332,6 +354,9 @@ func (b *Backend) Close() error {
 	var errs []error
 	if b.Connect != nil {
 		errs = append(errs, b.Connect.Close())
+	}
+	if b.Restore != nil {
+		b.Restore.Close()
 	}
 	if b.DB != nil {
 		errs = append(errs, b.DB.Close())

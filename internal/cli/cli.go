@@ -54,6 +54,8 @@ Usage:
                                            import FHIR files (Bundle JSON, NDJSON, a resource, zip, .gz)
   fasten-desktop sync [--source ID]        sync connected providers once, then exit
   fasten-desktop backup FILE               write a checked copy of the record database to FILE
+  fasten-desktop restore [--yes] FILE      replace the records with a backup's (checked and shown
+                                           first; the current ones are kept in a file beside them)
   fasten-desktop lighthouse --listen ADDR --db PATH|postgres://... --providers FILE [--public-url URL]
                                            run the reference Lighthouse auth gateway
                                            (more flags: lighthouse --help; docs/lighthouse-operations.md)
@@ -66,7 +68,7 @@ Usage:
 
 Every command accepts --data-dir DIR (or FASTEN_DATA_DIR) and --lighthouse-url URL
 (or FASTEN_LIGHTHOUSE_URL). One process at a time owns a data folder: while the window or serve
-runs, import, sync and backup are done by it; a second serve or window does not start on it.
+runs, import, sync, backup and restore are done by it; a second serve or window does not start on it.
 `
 
 // Main runs the command line and returns the exit status.
@@ -95,6 +97,8 @@ func Main(args []string, env Env) int {
 		err = syncCmd(ctx, args, env)
 	case "backup":
 		err = backupCmd(ctx, args, env)
+	case "restore":
+		err = restoreCmd(ctx, args, env)
 	case "lighthouse":
 		err = lighthouseCmd(ctx, args, env)
 	case "sandbox":

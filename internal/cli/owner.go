@@ -74,6 +74,17 @@ func ControlHandlers(b *backend.Backend, show func()) control.Handlers {
 		Backup: func(ctx context.Context, dest string) (string, error) {
 			return b.DB.Path, b.DB.Backup(ctx, dest)
 		},
+		Restore: func(ctx context.Context, req control.RestoreRequest) (any, error) {
+			switch req.Action {
+			case "check":
+				return b.Restore.PrepareFile(ctx, req.Path)
+			case "apply":
+				return b.Restore.Apply(ctx, req.ID)
+			case "discard":
+				return struct{}{}, b.Restore.Discard(req.ID)
+			}
+			return nil, fmt.Errorf("restore: unknown step %q", req.Action)
+		},
 		Show: show,
 		Log:  b.Log.With("part", "control"),
 	}

@@ -48,6 +48,9 @@ type Handlers struct {
 	Import func(ctx context.Context, inputs []importer.Input, opt importer.Options) (*importer.Result, error)
 	Sync   func(ctx context.Context, ids []int64) ([]syncer.RunResult, error)
 	Backup func(ctx context.Context, dest string) (string, error) // returns the database's path
+	// Restore checks a backup file, applies or discards a checked one (RestoreRequest.Action);
+	// the result is JSON for the command line (restore.Pending, restore.Result or nothing).
+	Restore func(ctx context.Context, req RestoreRequest) (any, error)
 	// Show brings the window to the front; nil when the owner has no window.
 	Show func()
 	Log  *slog.Logger
@@ -68,6 +71,14 @@ type SyncRequest struct {
 // BackupRequest asks the owner to back the database up to Dest (absolute, must not exist).
 type BackupRequest struct {
 	Dest string `json:"dest"`
+}
+
+// RestoreRequest is one step of `restore FILE` through the owner: "check" Path (absolute), then
+// "apply" or "discard" the ID the check returned.
+type RestoreRequest struct {
+	Action string `json:"action"`
+	Path   string `json:"path,omitempty"`
+	ID     string `json:"id,omitempty"`
 }
 
 // SyncResult is a source's sync result; Plain marks a failure whose message is complete by itself
@@ -155,6 +166,7 @@ func Listen(dir string, h Handlers) (*Server, error) {
 	mux.HandleFunc("POST /v1/import", s.importFiles)
 	mux.HandleFunc("POST /v1/sync", s.sync)
 	mux.HandleFunc("POST /v1/backup", s.backup)
+	mux.HandleFunc("POST /v1/restore", s.restore)
 	mux.HandleFunc("POST /v1/show", s.show)
 	s.srv = &http.Server{
 		Handler:           mux,
@@ -333,6 +345,29 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 	st.send(line{Result: b})
 }
 
+func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
+	if s.h.Restore == nil {
+		failed(w, http.StatusNotImplemented, KindFailed, "this Fasten process does not restore backups")
+		return
+	}
+	var req RestoreRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.Action == "check" && !filepath.IsAbs(req.Path) {
+		failed(w, http.StatusBadRequest, KindFailed, "restore: the backup's path must be absolute")
+		return
+	}
+	st := newStream(w)
+	out, err := s.h.Restore(r.Context(), req)
+	if err != nil {
+		st.send(line{Error: &Error{Kind: KindFailed, Message: err.Error()}})
+		return
+	}
+	b, _ := json.Marshal(out)
+	st.send(line{Result: b})
+}
+
 // Client talks to the owner of a data folder.
 type Client struct {
 	hc    *http.Client
@@ -444,6 +479,11 @@ func (c *Client) Backup(ctx context.Context, req BackupRequest) (string, error) 
 		return "", err
 	}
 	return res.Database, nil
+}
+
+// Restore runs one step of a restore through the owner; out receives its JSON result.
+func (c *Client) Restore(ctx context.Context, req RestoreRequest, out any) error {
+	return c.call(ctx, "/v1/restore", req, nil, out)
 }
 
 // Show asks the owner to bring its window to the front; false when it has none.

@@ -193,6 +193,50 @@ func (d *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error)
 	return nil
 }
 
+// ApplicationID is the SQLite header's application id of every Fasten Desktop database (and so of
+// every backup): "FSTN".
+const ApplicationID int32 = 0x4653544e
+
+// Hold runs fn with the writer connection to itself: every WriteTx waits until fn returns. A
+// restore copies the previous database aside and replaces it while holding it, so no write can
+// fall between the two. The generation moves on afterwards (whatever was cached is stale).
+func (d *DB) Hold(ctx context.Context, fn func(c *sql.Conn) error) error {
+	c, err := d.Write.Conn(ctx)
+	if err != nil {
+		return Explain(err)
+	}
+	defer c.Close()
+	defer d.generation.Add(1)
+	return fn(c)
+}
+
+// RestoreFrom replaces the whole database, on c (from Hold), with the database file src, in one
+// transaction of SQLite's backup API: every connection sees either the old or the new records,
+// and a crash part way leaves the old ones. src must have the same page size (a WAL database
+// cannot change its page size) and be at this binary's schema version.
+func RestoreFrom(ctx context.Context, c *sql.Conn, src string) error {
+	return c.Raw(func(dc any) error {
+		r, ok := dc.(interface {
+			NewRestore(string) (*sqlite.Backup, error)
+		})
+		if !ok {
+			return errors.New("restore: the SQLite driver has no backup API")
+		}
+		b, err := r.NewRestore("file:" + (&url.URL{Path: src}).EscapedPath() + "?mode=ro")
+		if err != nil {
+			return fmt.Errorf("restore: open %s: %w", src, Explain(err))
+		}
+		_, err = b.Step(-1)
+		if ferr := b.Finish(); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			return fmt.Errorf("restore: %w", Explain(err))
+		}
+		return ctx.Err()
+	})
+}
+
 type migration struct {
 	version int
 	name    string
@@ -247,6 +291,20 @@ func (d *DB) migrate(ctx context.Context) error {
 		}
 		if cur > len(ms) {
 			return fmt.Errorf("the database %s was written by a newer Fasten Desktop (schema %d, this one knows %d); update the app", d.Path, cur, len(ms))
+		}
+		// Mark the file as ours (the header's application id), so a restore can tell a Fasten
+		// backup from any other SQLite file. Files from before this mark have 0 there.
+		var app int32
+		if err := tx.QueryRowContext(ctx, "PRAGMA application_id").Scan(&app); err != nil {
+			return fmt.Errorf("read application id: %w", Explain(err))
+		}
+		if app != ApplicationID {
+			if app != 0 {
+				return fmt.Errorf("%s is not a Fasten Desktop database (another program's SQLite file, application id %#x)", d.Path, uint32(app))
+			}
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d", ApplicationID)); err != nil {
+				return fmt.Errorf("mark database: %w", Explain(err))
+			}
 		}
 		for _, m := range ms[cur:] {
 			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
@@ -355,6 +413,13 @@ var ErrExists = errors.New("exists already; choose a new file name (a backup nev
 // it, fsync it, then link it to dest, which fails rather than replace anything that appeared
 // meanwhile. The copy is 0600 whatever the umask: it holds every record.
 func (d *DB) Backup(ctx context.Context, dest string) (err error) {
+	return BackupOn(ctx, d.Write, dest)
+}
+
+// BackupOn is Backup through q: the DB's writer pool, or the connection Hold gave.
+func BackupOn(ctx context.Context, q interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, dest string) (err error) {
 	if _, err := os.Lstat(dest); err == nil {
 		return fmt.Errorf("%s %w", dest, ErrExists)
 	}
@@ -377,7 +442,7 @@ func (d *DB) Backup(ctx context.Context, dest string) (err error) {
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	if _, err = d.Write.ExecContext(ctx, "VACUUM INTO ?", name); err != nil {
+	if _, err = q.ExecContext(ctx, "VACUUM INTO ?", name); err != nil {
 		return fmt.Errorf("backup: %w", Explain(err))
 	}
 	chk, err := sql.Open("sqlite", "file:"+(&url.URL{Path: name}).EscapedPath()+"?mode=ro")

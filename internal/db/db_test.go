@@ -167,3 +167,89 @@ func TestPathWithSpacesAndUnicode(t *testing.T) {
 		t.Fatalf("database not at the literal path: %v", err)
 	}
 }
+
+// A restore replaces the live WAL database's pages while the read pool is open: readers see the
+// backup's rows afterwards, the file stays in WAL mode, intact, marked as ours, and writable.
+func TestRestoreFromIntoLiveDatabase(t *testing.T) {
+	d := open(t)
+	ctx := context.Background()
+	add := func(name string) {
+		t.Helper()
+		if err := d.WriteTx(ctx, func(tx *sql.Tx) error {
+			_, err := tx.Exec(`INSERT INTO sources(kind,name,created_at,updated_at) VALUES('manual',?,'t','t')`, name)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(q *sql.DB) (n int) {
+		t.Helper()
+		if err := q.QueryRow("SELECT count(*) FROM sources").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	add("kept")
+	dest := filepath.Join(t.TempDir(), "backup.db")
+	if err := d.Backup(ctx, dest); err != nil {
+		t.Fatal(err)
+	}
+	add("after the backup")
+	add("and another")
+	if count(d.Read) != 3 {
+		t.Fatal("setup")
+	}
+	gen := d.Generation()
+	if err := d.Hold(ctx, func(c *sql.Conn) error { return RestoreFrom(ctx, c, dest) }); err != nil {
+		t.Fatal(err)
+	}
+	if d.Generation() == gen {
+		t.Error("the generation did not move on after a restore")
+	}
+	if n := count(d.Read); n != 1 {
+		t.Fatalf("readers see %d sources after the restore, want 1", n)
+	}
+	var mode string
+	var app int32
+	d.Write.QueryRow("PRAGMA journal_mode").Scan(&mode)
+	d.Write.QueryRow("PRAGMA application_id").Scan(&app)
+	if mode != "wal" || app != ApplicationID {
+		t.Fatalf("after the restore: journal_mode %q, application_id %#x", mode, app)
+	}
+	if err := d.IntegrityCheck(ctx); err != nil {
+		t.Fatal(err)
+	}
+	add("written after the restore")
+	if n := count(d.Read); n != 2 {
+		t.Fatalf("%d sources after a write, want 2", n)
+	}
+	// Reopened from the file: what was restored is on disk.
+	d.Close()
+	d2, err := Open(ctx, d.Path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	if n := count(d2.Read); n != 2 {
+		t.Fatalf("reopened: %d sources, want 2", n)
+	}
+}
+
+// Another program's SQLite file (its own application id) is not opened as ours.
+func TestForeignApplicationIDRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "other.db")
+	o, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Exec("PRAGMA application_id = 1234; CREATE TABLE t(a)"); err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+	if d, err := Open(context.Background(), path, Options{}); err == nil {
+		d.Close()
+		t.Fatal("opened another program's database")
+	} else if !strings.Contains(err.Error(), "not a Fasten Desktop database") {
+		t.Fatalf("error %v", err)
+	}
+}

@@ -407,3 +407,50 @@ func TestSetIntervalAppliesAtOnce(t *testing.T) {
 		t.Fatal("SetInterval did not wake the scheduler")
 	}
 }
+
+// Pause (a restore) stops the running sync and waits for it, refuses new syncs until resumed,
+// and after resume syncs start again.
+func TestPause(t *testing.T) {
+	e := newEnv(t)
+	a := e.addSource(records.NewSource{Name: "A"}, nil)
+	bt := newBlockingTokens()
+	cfg := e.config(nil)
+	cfg.Tokens = bt.tokens
+	s := New(cfg)
+	out := make(chan []RunResult, 1)
+	go func() {
+		res, _ := s.RunOnce(context.Background(), []int64{a})
+		out <- res
+	}()
+	<-bt.entered
+	resume, err := s.Pause(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pause returned: the running sync has ended, as cancelled.
+	select {
+	case res := <-out:
+		if res[0].Status != RunCancelled {
+			t.Errorf("running sync ended %s", res[0].Status)
+		}
+	default:
+		t.Fatal("Pause returned while a sync was still running")
+	}
+	if s.Syncing(a) {
+		t.Error("still syncing after Pause")
+	}
+	if err := s.SyncSource(a); !errors.Is(err, ErrPaused) {
+		t.Errorf("SyncSource while paused: %v", err)
+	}
+	if res, _ := s.RunOnce(context.Background(), []int64{a}); res[0].Status != RunFailed || !errors.Is(res[0].Err, ErrPaused) {
+		t.Errorf("RunOnce while paused: %+v", res[0])
+	}
+	resume()
+	resume() // a second call changes nothing
+	if err := s.SyncSource(a); err != nil {
+		t.Errorf("SyncSource after resume: %v", err)
+	}
+	if !s.Syncing(a) {
+		t.Error("not queued after resume")
+	}
+}

@@ -224,6 +224,7 @@ type Syncer struct {
 	lastTry  map[int64]time.Time
 	wake     chan struct{}
 	wg       sync.WaitGroup // jobs started by Run
+	paused   int            // Pause calls not yet resumed: nothing new is queued or started
 	runStart sync.Once
 	interval atomic.Int64 // Config.Interval, changeable at run time (SetInterval)
 }
@@ -331,6 +332,10 @@ func (s *Syncer) enqueueIf(ctx context.Context, id int64, trigger Trigger, still
 		return false, err
 	}
 	s.mu.Lock()
+	if s.paused > 0 {
+		s.mu.Unlock()
+		return false, ErrPaused
+	}
 	if _, ok := s.jobs[id]; ok || (still != nil && !still()) {
 		s.mu.Unlock()
 		return false, nil
@@ -513,6 +518,43 @@ func (s *Syncer) Cancel(id int64) bool {
 	return true
 }
 
+// ErrPaused refuses a sync while syncing is paused (a restore is replacing the records).
+var ErrPaused = &httpkit.Kind{Status: http.StatusConflict, Code: "paused", Text: "syncing is paused while a backup is restored; try again in a moment"}
+
+// Pause cancels every queued and running sync, waits until the running ones have ended (their
+// runs recorded as cancelled), and refuses new ones (ErrPaused) until resume is called. A
+// restore replaces the records under it. Pauses nest; resume may be called once.
+func (s *Syncer) Pause(ctx context.Context) (resume func(), err error) {
+	s.mu.Lock()
+	s.paused++
+	var running []*job
+	for _, j := range s.jobs {
+		running = append(running, j)
+	}
+	s.mu.Unlock()
+	var once sync.Once
+	resume = func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.paused--
+			s.mu.Unlock()
+			s.poke()
+		})
+	}
+	for _, j := range running {
+		s.Cancel(j.sourceID)
+	}
+	for _, j := range running {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			resume()
+			return nil, ctx.Err()
+		}
+	}
+	return resume, nil
+}
+
 // release ends j's claim on its source (Syncing turns false; a new request starts a new job).
 // It is called before the result's events are published, and again (harmlessly) at the end.
 func (s *Syncer) release(j *job) {
@@ -554,6 +596,10 @@ func (s *Syncer) RunOnce(ctx context.Context, ids []int64) ([]RunResult, error) 
 		j, ok := s.jobs[id]
 		start := false
 		switch {
+		case s.paused > 0:
+			s.mu.Unlock()
+			results[i] = RunResult{SourceID: id, Name: src.Name, Trigger: TriggerManual, Status: RunFailed, Err: ErrPaused, Error: message(ErrPaused)}
+			continue
 		case !ok:
 			j = &job{sourceID: id, trigger: TriggerManual, done: make(chan struct{}), dispatched: true}
 			s.jobs[id] = j
