@@ -107,20 +107,25 @@ func (s *Store) List(ctx context.Context, q ListQuery) (Page, error) {
 		// (migration 6); resource_codes holds the other codings. Two branches, merged in order,
 		// so each reads its own index in date order (an OR of the two read every record of the
 		// type and person).
-		primary, other := where, where
-		pargs, oargs := append([]any{}, args...), append([]any{}, args...)
-		if sys, code, ok := strings.Cut(q.Code, "|"); ok {
-			primary += ` AND r.code = ?`
-			pargs = append(pargs, q.Code)
-			other += ` AND r.id IN (SELECT resource_id FROM resource_codes WHERE code = ? AND system = ?)`
-			oargs = append(oargs, code, sys)
-		} else {
-			primary += ` AND substr(r.code, instr(r.code, '|') + 1) = ?`
-			pargs = append(pargs, q.Code)
-			other += ` AND r.id IN (SELECT resource_id FROM resource_codes WHERE code = ?)`
-			oargs = append(oargs, q.Code)
+		// A code with equivalents (blood pressure's two panels) is a branch pair per code.
+		var branches []branch
+		for _, c := range equivalents(q.Code) {
+			primary, other := where, where
+			pargs, oargs := append([]any{}, args...), append([]any{}, args...)
+			if sys, code, ok := strings.Cut(c, "|"); ok {
+				primary += ` AND r.code = ?`
+				pargs = append(pargs, c)
+				other += ` AND r.id IN (SELECT resource_id FROM resource_codes WHERE code = ? AND system = ?)`
+				oargs = append(oargs, code, sys)
+			} else {
+				primary += ` AND substr(r.code, instr(r.code, '|') + 1) = ?`
+				pargs = append(pargs, c)
+				other += ` AND r.id IN (SELECT resource_id FROM resource_codes WHERE code = ?)`
+				oargs = append(oargs, c)
+			}
+			branches = append(branches, branch{where: primary, args: pargs}, branch{where: other, args: oargs})
 		}
-		return s.keysetBranches(ctx, []branch{{where: primary, args: pargs}, {where: other, args: oargs}}, col, desc, q.Cursor, q.Limit)
+		return s.keysetBranches(ctx, branches, col, desc, q.Cursor, q.Limit)
 	}
 	return s.keyset(ctx, where, args, col, desc, q.Cursor, q.Limit)
 }
@@ -550,7 +555,7 @@ func (s *Store) latestPerCode(ctx context.Context, f Filter, typ, index string) 
 			UNION ALL
 			SELECT (SELECT min(r.code) FROM resources r INDEXED BY ` + index + ` WHERE ` + where + ` AND r.code > codes.c)
 				FROM codes WHERE codes.c IS NOT NULL)
-		SELECT ` + itemCols + `, coalesce(r.category, '') FROM resources r WHERE r.id IN (
+		SELECT ` + itemCols + `, coalesce(r.category, ''), coalesce(r.code, '') FROM resources r WHERE r.id IN (
 			SELECT (SELECT r.id FROM resources r INDEXED BY ` + index + ` WHERE ` + where + ` AND r.code = codes.c` + fw + `
 				ORDER BY r.sort_date DESC LIMIT 1)
 			FROM codes WHERE codes.c IS NOT NULL)
@@ -559,18 +564,38 @@ func (s *Store) latestPerCode(ctx context.Context, f Filter, typ, index string) 
 	if err != nil {
 		return nil, fmt.Errorf("summary: %w", err)
 	}
-	return collectWithCategory(rows)
+	return collectWithCode(rows)
+}
+
+// collectWithCode is collect for rows that end with the category and code columns; of
+// equivalent codes (mergeEquivalent) only each person's newest is kept.
+func collectWithCode(rows *sql.Rows) ([]Item, error) {
+	var codes []string
+	items, err := collectRows(rows, func(it *Item) []any {
+		codes = append(codes, "")
+		return []any{&it.category, &codes[len(codes)-1]}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return mergeEquivalent(items, codes), nil
 }
 
 // collectWithCategory is collect for rows that end with the category column.
 func collectWithCategory(rows *sql.Rows) ([]Item, error) {
+	return collectRows(rows, func(it *Item) []any { return []any{&it.category} })
+}
+
+// collectRows scans itemCols and then the columns extra gives for each row.
+func collectRows(rows *sql.Rows, extra func(*Item) []any) ([]Item, error) {
 	defer rows.Close()
 	out := []Item{}
 	for rows.Next() {
 		var it Item
 		var date, raw string
-		if err := rows.Scan(&it.rowID, &it.SourceID, &it.Type, &it.ID, &it.Version, &date, &it.LastUpdated, &it.Title, &it.Patient,
-			&it.ProfileID, &it.Missing, &raw, &it.category); err != nil {
+		dst := append([]any{&it.rowID, &it.SourceID, &it.Type, &it.ID, &it.Version, &date, &it.LastUpdated, &it.Title, &it.Patient,
+			&it.ProfileID, &it.Missing, &raw}, extra(&it)...)
+		if err := rows.Scan(dst...); err != nil {
 			return nil, err
 		}
 		it.sortKey = date

@@ -130,7 +130,7 @@ func (s *Store) household(ctx context.Context, f Filter, people []int64, hl hous
 			continue
 		}
 		if hl.perCode {
-			k := fmt.Sprint(c.profile, "|", c.code)
+			k := fmt.Sprint(c.profile, "|", canonicalCode(c.code))
 			if c.code == "" || seen[k] {
 				continue
 			}

@@ -148,3 +148,87 @@ func TestSummaryOfALargeHouseholdIsBounded(t *testing.T) {
 		t.Errorf("counts %v, patient %s", sum.Counts, sum.Patient)
 	}
 }
+
+// Blood pressure under its two LOINC panels (85354-9 from "Entered by me" and US Core, 55284-4
+// from Synthea) is one row of the latest results, the newest, for one person and for everyone,
+// and a history by either code has both.
+func TestBloodPressurePanelsAreOneMeasurement(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	err := s.WriteTx(ctx, func(tx *sql.Tx) error {
+		for _, id := range []int{1, 2} {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO profiles(id, name, created_at, updated_at) VALUES (?, ?, 'x', 'x')`, id, fmt.Sprint("P", id)); err != nil {
+				return err
+			}
+		}
+		src, err := s.CreateSource(ctx, tx, NewSource{Kind: KindManual, Name: "f"})
+		if err != nil {
+			return err
+		}
+		w, err := s.NewWriter(ctx, tx, src, false)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		for _, o := range []struct {
+			pid            int64
+			id, date, code string
+		}{
+			{1, "syn-old", "2020-01-01", "55284-4"},
+			{1, "syn", "2021-06-01", "55284-4"},
+			{1, "mine", "2024-03-01", "85354-9"},
+			{2, "other", "2019-01-01", "55284-4"},
+		} {
+			raw := obs(o.id, o.date, o.code, "Blood pressure", "vital-signs")
+			ix, err := fhir.IndexResource([]byte(raw))
+			if err != nil {
+				return err
+			}
+			if _, err := w.Put(ctx, Row{Type: ix.Type, ID: ix.ID, Raw: raw, Index: ix, ProfileID: &o.pid}); err != nil {
+				return err
+			}
+		}
+		// Another vital sign stays a row of its own.
+		raw := obs("hr", "2024-03-01", "8867-4", "Heart rate", "vital-signs")
+		ix, _ := fhir.IndexResource([]byte(raw))
+		one := int64(1)
+		_, err = w.Put(ctx, Row{Type: ix.Type, ID: ix.ID, Raw: raw, Index: ix, ProfileID: &one})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(items []Item) (out []string) {
+		for _, it := range items {
+			out = append(out, it.ID)
+		}
+		return out
+	}
+	one, err := s.Summary(ctx, Filter{ProfileID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(ids(one.Vitals)); got != "[mine hr]" && got != "[hr mine]" {
+		t.Errorf("person 1's vital signs: %s, want the newest blood pressure (mine) and the heart rate", got)
+	}
+	all, err := s.Summary(ctx, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp := map[string]bool{}
+	for _, it := range all.Vitals {
+		bp[it.ID] = true
+	}
+	if len(all.Vitals) != 3 || !bp["mine"] || !bp["other"] || !bp["hr"] {
+		t.Errorf("everyone's vital signs: %v, want mine, other and hr", ids(all.Vitals))
+	}
+	for _, code := range []string{"http://loinc.org|85354-9", "http://loinc.org|55284-4", "55284-4"} {
+		page, err := s.List(ctx, ListQuery{Type: "Observation", Filter: Filter{ProfileID: 1}, Code: code})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(ids(page.Items)); got != "[mine syn syn-old]" {
+			t.Errorf("history by %s: %s, want [mine syn syn-old]", code, got)
+		}
+	}
+}

@@ -27,11 +27,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/fastenhealth/fasten-desktop/internal/db"
 	"github.com/fastenhealth/fasten-desktop/internal/httpkit"
+	"github.com/fastenhealth/fasten-desktop/internal/records"
 )
 
 // Why a file is refused. Each is wrapped with the file's name and what to do.
@@ -43,29 +43,10 @@ var (
 
 // Summary is what a backup holds, shown before anything is replaced.
 type Summary struct {
-	Name    string         `json:"name"` // the file's name as the person chose it
-	Size    int64          `json:"size"`
-	Schema  int            `json:"schema"` // its schema version before it was brought up to date
-	Total   int            `json:"total"`  // records
-	Counts  map[string]int `json:"counts"` // records by FHIR type
-	People  []Person       `json:"people"`
-	Sources []Source       `json:"sources"`
-	// Newest is when the newest record in it was stored (RFC 3339), "" when it holds none.
-	Newest string `json:"newest,omitempty"`
-}
-
-// Person is one person in a backup.
-type Person struct {
-	Name      string `json:"name"`
-	BirthDate string `json:"birth_date,omitempty"`
-	Records   int    `json:"records"`
-}
-
-// Source is one source in a backup.
-type Source struct {
-	Name    string `json:"name"`
-	Kind    string `json:"kind"` // manual | provider
-	Records int    `json:"records"`
+	Name   string `json:"name"` // the file's name as the person chose it
+	Size   int64  `json:"size"`
+	Schema int    `json:"schema"` // its schema version before it was brought up to date
+	records.Contents
 }
 
 // Prepared is a checked copy of a backup in the data folder, waiting for confirmation.
@@ -124,7 +105,7 @@ func Prepare(ctx context.Context, r io.Reader, name, dir string) (_ *Prepared, e
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", name, err)
 	}
-	p.Summary, err = summarise(ctx, d.Read)
+	p.Summary.Contents, err = records.ReadContents(ctx, d.Read)
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
@@ -247,73 +228,6 @@ func samePageSize(ctx context.Context, path string) error {
 // pageSize is SQLite's default, which every database the app creates has.
 const pageSize = 4096
 
-func summarise(ctx context.Context, q *sql.DB) (Summary, error) {
-	s := Summary{Counts: map[string]int{}}
-	rows, err := q.QueryContext(ctx, `SELECT type, sum(n) FROM resource_counts WHERE profile_id >= 0 GROUP BY type`)
-	if err != nil {
-		return s, db.Explain(err)
-	}
-	for rows.Next() {
-		var t string
-		var n int
-		if err := rows.Scan(&t, &n); err != nil {
-			rows.Close()
-			return s, err
-		}
-		if n > 0 {
-			s.Counts[t] = n
-			s.Total += n
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return s, err
-	}
-	rows, err = q.QueryContext(ctx, `SELECT p.name, coalesce(p.birth_date, ''),
-		coalesce((SELECT sum(n) FROM resource_counts c WHERE c.profile_id = p.id), 0)
-		FROM profiles p ORDER BY p.name COLLATE NOCASE, p.id`)
-	if err != nil {
-		return s, db.Explain(err)
-	}
-	for rows.Next() {
-		var p Person
-		if err := rows.Scan(&p.Name, &p.BirthDate, &p.Records); err != nil {
-			rows.Close()
-			return s, err
-		}
-		s.People = append(s.People, p)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return s, err
-	}
-	rows, err = q.QueryContext(ctx, `SELECT s.name, s.kind,
-		coalesce((SELECT sum(n) FROM resource_counts c WHERE c.source_id = s.id AND c.profile_id >= 0), 0)
-		FROM sources s ORDER BY s.id`)
-	if err != nil {
-		return s, db.Explain(err)
-	}
-	for rows.Next() {
-		var src Source
-		if err := rows.Scan(&src.Name, &src.Kind, &src.Records); err != nil {
-			rows.Close()
-			return s, err
-		}
-		s.Sources = append(s.Sources, src)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return s, err
-	}
-	var newest sql.NullString
-	if err := q.QueryRowContext(ctx, `SELECT max(updated_at) FROM sources`).Scan(&newest); err != nil {
-		return s, db.Explain(err)
-	}
-	s.Newest = newest.String
-	sort.SliceStable(s.Sources, func(i, j int) bool { return s.Sources[i].Records > s.Sources[j].Records })
-	return s, nil
-}
-
 // Options are what Apply needs from the running app.
 type Options struct {
 	// Pause stops every sync (waiting for running ones to end) and keeps new ones from starting
@@ -354,7 +268,7 @@ func Apply(ctx context.Context, d *db.DB, p *Prepared, opt Options) (res Result,
 	}
 	var tokenKeys []string
 	err = d.Hold(ctx, func(c *sql.Conn) error {
-		keys, err := providerTokenKeys(ctx, c)
+		keys, err := records.ProviderTokenKeys(ctx, c)
 		if err != nil {
 			return err
 		}
@@ -373,15 +287,9 @@ func Apply(ctx context.Context, d *db.DB, p *Prepared, opt Options) (res Result,
 		}
 		res.Previous = prev
 		tokenKeys = keys
-		// Tokens are not in a backup: every provider source asks for a new sign-in. A sync the
-		// backup recorded as running did not finish.
-		now := opt.Now().UTC().Format(time.RFC3339)
-		if _, err := c.ExecContext(ctx, `UPDATE sources SET status = 'reconnect_needed', token_key = NULL,
-			last_error = 'Restored from a backup: sign in again to sync.', updated_at = ? WHERE kind = 'provider'`, now); err != nil {
-			return fmt.Errorf("restore: the records were restored, but marking the providers for a new sign-in failed: %w", db.Explain(err))
-		}
-		if _, err := c.ExecContext(ctx, `UPDATE sync_runs SET status = 'interrupted', finished_at = ? WHERE status = 'running'`, now); err != nil {
-			return db.Explain(err)
+		// Tokens are not in a backup: every provider source asks for a new sign-in.
+		if err := records.AfterRestore(ctx, c, opt.Now()); err != nil {
+			return fmt.Errorf("restore: the records were restored, but marking the providers for a new sign-in failed: %w", err)
 		}
 		return nil
 	})
@@ -392,24 +300,8 @@ func Apply(ctx context.Context, d *db.DB, p *Prepared, opt Options) (res Result,
 	if opt.Forget != nil && len(tokenKeys) > 0 {
 		opt.Forget(ctx, tokenKeys)
 	}
-	res.Summary, err = summarise(ctx, d.Read)
+	res.Summary.Contents, err = records.ReadContents(ctx, d.Read)
 	res.Summary.Name, res.Summary.Size, res.Summary.Schema = p.Summary.Name, p.Summary.Size, p.Summary.Schema
 	return res, err
 }
 
-func providerTokenKeys(ctx context.Context, c *sql.Conn) ([]string, error) {
-	rows, err := c.QueryContext(ctx, `SELECT token_key FROM sources WHERE kind = 'provider' AND coalesce(token_key, '') != ''`)
-	if err != nil {
-		return nil, db.Explain(err)
-	}
-	defer rows.Close()
-	var keys []string
-	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
-			return nil, err
-		}
-		keys = append(keys, k)
-	}
-	return keys, rows.Err()
-}
