@@ -304,4 +304,3 @@ func Apply(ctx context.Context, d *db.DB, p *Prepared, opt Options) (res Result,
 	res.Summary.Name, res.Summary.Size, res.Summary.Schema = p.Summary.Name, p.Summary.Size, p.Summary.Schema
 	return res, err
 }
-
