@@ -35,6 +35,7 @@ import (
 	"github.com/fastenhealth/fasten-desktop/internal/config"
 	"github.com/fastenhealth/fasten-desktop/internal/guard"
 	"github.com/fastenhealth/fasten-desktop/internal/records"
+	"github.com/fastenhealth/fasten-desktop/internal/restore"
 )
 
 // Options configure the window.
@@ -162,6 +163,39 @@ func (s *Shell) SaveExport(sourceID, profileID int64) (string, error) {
 		return "", err
 	}
 	s.log.Info("export saved", "source", sourceID)
+	return path, nil
+}
+
+// SaveBackup asks where to save a backup (a checked copy of the database, as the backup command
+// writes) with the system's save dialog and writes it. It returns the path, or "" when the
+// person cancelled. A file the person chose to replace in the dialog is replaced only once the
+// new copy is complete and checked (a rename over it).
+func (s *Shell) SaveBackup() (string, error) {
+	if s.ctx == nil {
+		return "", errors.New("the window is not ready yet")
+	}
+	path, err := runtime.SaveFileDialog(s.ctx, runtime.SaveDialogOptions{
+		Title:           "Save a backup of your records",
+		DefaultFilename: restore.BackupName(time.Now()),
+		Filters:         []runtime.FileFilter{{DisplayName: "Fasten backup (*.db)", Pattern: "*.db"}},
+	})
+	if err != nil || path == "" {
+		return "", err
+	}
+	dest := path
+	if _, err := os.Lstat(path); err == nil {
+		dest = filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.new-%d", filepath.Base(path), time.Now().UnixNano()))
+	}
+	if err := s.opt.Backend.DB.Backup(s.ctx, dest); err != nil {
+		return "", err
+	}
+	if dest != path {
+		if err := os.Rename(dest, path); err != nil {
+			os.Remove(dest)
+			return "", fmt.Errorf("could not replace %s: %w", path, err)
+		}
+	}
+	s.log.Info("backup saved")
 	return path, nil
 }
 

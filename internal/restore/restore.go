@@ -141,7 +141,7 @@ func check(ctx context.Context, path, name string) (int, error) {
 	k, _ := io.ReadFull(f, head)
 	f.Close()
 	if k < len(head) || string(head[:16]) != sqliteMagic {
-		return 0, fmt.Errorf("%s is %w (it is not a database file); choose a file written by Settings → Backup or the backup command", name, ErrNotBackup)
+		return 0, fmt.Errorf("the file %s is %w (it is not a database file); choose a file written by Settings → Backup or the backup command", name, ErrNotBackup)
 	}
 	c, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?mode=ro")
 	if err != nil {
@@ -161,7 +161,7 @@ func check(ctx context.Context, path, name string) (int, error) {
 	}
 	if app != db.ApplicationID {
 		if app != 0 {
-			return 0, fmt.Errorf("%s is %w (another program's database); nothing was changed", name, ErrNotBackup)
+			return 0, fmt.Errorf("the file %s is %w (another program's database); nothing was changed", name, ErrNotBackup)
 		}
 		// Written before databases carried the application id: ours by its tables.
 		var tables int
@@ -171,7 +171,7 @@ func check(ctx context.Context, path, name string) (int, error) {
 			return 0, damaged(err)
 		}
 		if tables != 5 || version < 1 {
-			return 0, fmt.Errorf("%s is %w (a database of another program); nothing was changed", name, ErrNotBackup)
+			return 0, fmt.Errorf("the file %s is %w (a database of another program); nothing was changed", name, ErrNotBackup)
 		}
 	}
 	if version > db.SchemaVersion() {

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -266,18 +266,41 @@ func (s *Service) getBackup(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) postRestore(w http.ResponseWriter, r *http.Request) {
-	// The page sends the name percent-encoded (a header cannot carry every character).
-	raw := r.Header.Get("X-File-Name")
-	if u, err := url.PathUnescape(raw); err == nil {
-		raw = u
-	}
-	name := safeName(raw)
-	p, err := s.Prepare(r.Context(), r.Body, name)
-	if err != nil {
-		httpkit.Fail(w, r, s.opt.Log, err)
+	// The file comes as multipart/form-data in the field "file", like an import (the API takes
+	// no other non-JSON bodies); it is streamed to the checked copy, never held in memory.
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/form-data" {
+		httpkit.WriteError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Send the backup as multipart/form-data in a field named \"file\".")
 		return
 	}
-	httpkit.WriteJSON(w, http.StatusCreated, p)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		httpkit.Fail(w, r, s.opt.Log, httpkit.BadRequest("restore: %v", err))
+		return
+	}
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			httpkit.Fail(w, r, s.opt.Log, httpkit.BadRequest("restore: no file was sent (a field named \"file\")"))
+			return
+		}
+		if err != nil {
+			httpkit.Fail(w, r, s.opt.Log, httpkit.BadRequest("restore: the upload was cut off (%v); nothing was changed", err))
+			return
+		}
+		if part.FormName() != "file" {
+			part.Close()
+			continue
+		}
+		p, err := s.Prepare(r.Context(), part, safeName(part.FileName()))
+		part.Close()
+		if err != nil {
+			httpkit.Fail(w, r, s.opt.Log, err)
+			return
+		}
+		httpkit.WriteJSON(w, http.StatusCreated, p)
+		return
+	}
 }
 
 // safeName keeps the base of an uploaded file's name, for messages only (never a path).

@@ -29,6 +29,8 @@ import type {
   SourceDetail,
   Summary,
   SyncRun,
+  RestorePending,
+  RestoreResult,
 } from './types';
 
 export const API_BASE = '/api/v1';
@@ -174,12 +176,15 @@ interface RequestOptions {
   method?: string;
   query?: Query;
   json?: unknown;
+  /** A raw body (a file), sent with its own headers. */
+  body?: BodyInit;
+  headers?: Record<string, string>;
   signal?: AbortSignal;
 }
 
 async function send(path: string, opts: RequestOptions = {}): Promise<Response> {
-  const headers: Record<string, string> = { Accept: 'application/json', ...authHeaders() };
-  let body: BodyInit | undefined;
+  const headers: Record<string, string> = { Accept: 'application/json', ...authHeaders(), ...(opts.headers ?? {}) };
+  let body: BodyInit | undefined = opts.body;
   if (opts.json !== undefined) {
     headers['Content-Type'] = 'application/json';
     body = JSON.stringify(opts.json);
@@ -479,6 +484,7 @@ export async function exportBundle(scope: Scope = {}): Promise<ExportFile> {
 }
 
 type DesktopShell = {
+  SaveBackup?: () => Promise<string>;
   SaveExport?: (source: number, profile: number) => Promise<string>;
   SaveAttachment?: (type: string, id: string, source: number, n: number, name: string) => Promise<string>;
 };
@@ -515,6 +521,37 @@ export async function saveAttachment(type: string, id: string, n: number, source
   saveBlob(file);
   return null;
 }
+
+/**
+ * Saves a backup (a checked copy of the database). In the desktop window the system's save
+ * dialog chooses where and the path is returned ("" when cancelled); in a browser GET /backup is
+ * downloaded and its file name returned.
+ */
+export async function saveBackup(): Promise<{ path?: string; filename?: string }> {
+  const shell = desktopShell();
+  if (shell?.SaveBackup) {
+    return { path: await shell.SaveBackup() };
+  }
+  const res = await send('/backup', { headers: { Accept: 'application/vnd.sqlite3' } });
+  const blob = await res.blob();
+  const fallback = `fasten-backup-${new Date().toISOString().slice(0, 10)}.db`;
+  const file = { blob, filename: filenameFrom(res.headers.get('Content-Disposition'), fallback) };
+  saveBlob(file);
+  return { filename: file.filename };
+}
+
+/** POST /restore: sends a backup file to be checked; nothing changes until it is confirmed. */
+export async function prepareRestore(file: File, signal?: AbortSignal): Promise<RestorePending> {
+  const form = new FormData();
+  form.append('file', file, file.name);
+  return await request<RestorePending>('/restore', { method: 'POST', body: form, signal });
+}
+
+/** POST /restore/{id}: replaces the records with the checked backup's. */
+export const confirmRestore = (id: string) => request<RestoreResult>(`/restore/${encodeURIComponent(id)}`, { method: 'POST' });
+
+/** DELETE /restore/{id}: drops the checked backup; nothing changes. */
+export const cancelRestore = (id: string) => request<void>(`/restore/${encodeURIComponent(id)}`, { method: 'DELETE' });
 
 /** Saves a Blob as a download through a temporary object URL. */
 export function saveBlob(file: ExportFile, doc: Document = document): void {

@@ -329,3 +329,29 @@ export interface HubSubscription {
   created_at: string;
   dead_letters?: DeadLetter[];
 }
+
+/** What a backup holds (POST /restore), before anything is replaced. */
+export interface RestoreSummary {
+  name: string;
+  size: number;
+  schema: number;
+  total: number;
+  counts: Record<string, number>;
+  people: { name: string; birth_date?: string; records: number }[];
+  sources: { name: string; kind: 'manual' | 'provider'; records: number }[];
+  /** When a source in it last changed. */
+  newest?: string;
+}
+
+/** A checked backup waiting for confirmation (POST /restore → 201). */
+export interface RestorePending {
+  id: string;
+  summary: RestoreSummary;
+}
+
+/** A restore done (POST /restore/{id}). */
+export interface RestoreResult {
+  /** Where the records from before the restore are kept. */
+  previous: string;
+  summary: RestoreSummary;
+}

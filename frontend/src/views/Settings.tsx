@@ -6,6 +6,7 @@ import { RegisterForm, WHY_REGISTER } from '../components/RegisterForm';
 import { formatDateTime } from '../lib/format';
 import { useAsync, useTitle } from '../lib/hooks';
 import { ExportButton } from './Sources';
+import { BackupSettings } from '../components/BackupSettings';
 import { StartupSettings } from '../components/StartupSettings';
 import { WebhooksSettings } from '../components/WebhooksSettings';
 
@@ -45,6 +46,10 @@ export function Settings() {
           <p>Download all your records as one FHIR Bundle file, to keep a copy or move them to another app.</p>
           <ExportButton label="Export everything" profile={profile} onError={setExportError} />
           {exportError ? <ErrorMessage error={exportError} /> : null}
+        </Section>
+
+        <Section title="Backup and restore" id="backup">
+          <BackupSettings />
         </Section>
 
         <Section title="Lighthouse and installation" id="installation">
