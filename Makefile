@@ -78,7 +78,7 @@ test-go: build
 	  .ci/with-keyring.sh $(GO) test -race -timeout 25m ./...
 	# The SIGKILL crash tests re-execute the test binary many times; they skip under -race (a
 	# race-instrumented child is several times slower and proves nothing more), so run them here.
-	$(GO) test -count=1 -run 'TestSIGKILLDuringImport|TestCrashMidSync|TestIssue13_A_UploadSurvivesSecondProcesses' ./internal/importer ./internal/syncer ./internal/cli
+	$(GO) test -count=1 -run 'TestSIGKILLDuringImport|TestCrashMidSync|TestIssue13_A_UploadSurvivesSecondProcesses|TestSIGKILLDuringRestore' ./internal/importer ./internal/syncer ./internal/cli ./internal/restore
 
 test-frontend: frontend/node_modules/.installed
 	cd frontend && npm test

@@ -249,7 +249,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		ActiveInterval:   cfg.SyncEvery(),
 		Log:              b.Log.With("part", "preferences"),
 	})
-	restore.CleanDir(spool)
+	restore.CleanDir(spool, dirs.Data)
 	b.Restore = restore.NewService(restore.ServiceOptions{
 		DB:  b.DB,
 		Dir: spool,

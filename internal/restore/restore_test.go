@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,6 +74,32 @@ func (e *env) counts(t *testing.T) string {
 		rows.Close()
 	}
 	return b.String()
+}
+
+func (e *env) total(t *testing.T) (n int) {
+	t.Helper()
+	if err := e.db.Read.QueryRow(`SELECT count(*) FROM resources`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// syncBuffer collects a child's output from two writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func (e *env) backup(t *testing.T) string {

@@ -178,10 +178,13 @@ func (s *Service) Close() {
 	}
 }
 
-// CleanDir removes checked copies a crash left in dir.
-func CleanDir(dir string) {
-	left, _ := filepath.Glob(filepath.Join(dir, ".restore-*"))
-	for _, p := range left {
+// CleanDir removes what a restore cut off by a crash left behind: checked copies in spool and
+// an unfinished copy of the previous records in the data folder (a finished one, without the
+// leading dot, is kept).
+func CleanDir(spool, data string) {
+	a, _ := filepath.Glob(filepath.Join(spool, ".restore-*"))
+	b, _ := filepath.Glob(filepath.Join(data, ".fasten-before-restore-*.tmp-*"))
+	for _, p := range append(a, b...) {
 		os.Remove(p)
 	}
 }
