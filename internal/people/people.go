@@ -188,11 +188,7 @@ type ListOptions struct {
 
 // List returns every person, oldest first, with record and source counts and latest activity.
 func (s *Service) List(ctx context.Context, o ListOptions) ([]Profile, error) {
-	list, err := s.list(ctx, records.ProfileQuery{Counts: o.Counts})
-	if err == nil && o.Limit > 0 && len(list) > o.Limit {
-		list = list[:o.Limit]
-	}
-	return list, err
+	return s.list(ctx, records.ProfileQuery{Counts: o.Counts, Limit: o.Limit})
 }
 
 func (s *Service) list(ctx context.Context, q records.ProfileQuery) ([]Profile, error) {

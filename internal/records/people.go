@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/fastenhealth/fasten-desktop/internal/db"
 )
@@ -108,6 +109,7 @@ type ProfileQuery struct {
 	Today  string // "2006-01-02": later clinical dates are not a person's last activity
 	ID     int64  // only this person (0: everyone shown)
 	Counts bool   // each person's counts by type too
+	Limit  int    // only the first Limit people, oldest first (0: all)
 }
 
 // Profiles returns the visible people (or one) with their record and source counts and last
@@ -123,7 +125,63 @@ func (s *Store) Profiles(ctx context.Context, q ProfileQuery) ([]Profile, error)
 	return slices.Clone(list), err // the Counts maps are shared and read-only
 }
 
+// profileChunk is how many people one read of a long list takes: a household of thousands is
+// read in parts side by side on the read pool (each person costs a few seeks; 3,481 people took
+// 53 ms in one query).
+const profileChunk = 600
+
 func (s *Store) readProfiles(ctx context.Context, q ProfileQuery) ([]Profile, error) {
+	if q.ID != 0 || (q.Limit > 0 && q.Limit <= profileChunk) {
+		return s.readProfileRange(ctx, q, 0, 0)
+	}
+	// The ids that bound each part.
+	rows, err := s.db.Read.QueryContext(ctx, `SELECT p.id FROM profiles p WHERE `+visibleProfile+` ORDER BY p.id`)
+	if err != nil {
+		return nil, fmt.Errorf("list people: %w", err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if q.Limit > 0 && len(ids) > q.Limit {
+		ids = ids[:q.Limit]
+	}
+	if len(ids) <= profileChunk {
+		return s.readProfileRange(ctx, q, 0, 0)
+	}
+	parts := make([][]Profile, (len(ids)+profileChunk-1)/profileChunk)
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i := range parts {
+		lo, hi := ids[i*profileChunk], ids[min((i+1)*profileChunk, len(ids))-1]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts[i], errs[i] = s.readProfileRange(ctx, ProfileQuery{Today: q.Today, Counts: q.Counts}, lo, hi)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	out := make([]Profile, 0, len(ids))
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out, nil
+}
+
+// readProfileRange reads the people of q, only those with lo <= id <= hi when hi > 0.
+func (s *Store) readProfileRange(ctx context.Context, q ProfileQuery, lo, hi int64) ([]Profile, error) {
 	today := q.Today + "~" // any time today sorts before "~"
 	types := `NULL`
 	if q.Counts {
@@ -136,6 +194,14 @@ func (s *Store) readProfiles(ctx context.Context, q ProfileQuery) ([]Profile, er
 		where += ` AND p.id = ?`
 		args = append(args, q.ID)
 	}
+	if hi > 0 {
+		where += ` AND p.id BETWEEN ? AND ?`
+		args = append(args, lo, hi)
+	}
+	limit := ""
+	if q.Limit > 0 {
+		limit = fmt.Sprintf(" LIMIT %d", q.Limit)
+	}
 	rows, err := s.db.Read.QueryContext(ctx, `SELECT `+profileCols+`,
 		coalesce((SELECT sum(c.n) FROM resource_counts c WHERE c.profile_id = p.id), 0),
 		(SELECT max(r.sort_date) FROM resources r INDEXED BY resources_profile WHERE r.profile_id = p.id AND r.sort_date <= ?1),
@@ -143,7 +209,7 @@ func (s *Store) readProfiles(ctx context.Context, q ProfileQuery) ([]Profile, er
 			OR EXISTS (SELECT 1 FROM source_patients sp WHERE sp.source_id = s.id AND sp.profile_id = p.id)),
 		`+types+`
 		FROM profiles p
-		WHERE `+where+` ORDER BY p.id`, args...)
+		WHERE `+where+` ORDER BY p.id`+limit, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list people: %w", err)
 	}

@@ -4,7 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"reflect"
 	"testing"
+
+	"github.com/fastenhealth/fasten-desktop/internal/fhir"
 )
 
 // profileOfRecords returns each record's person in a source by fhir id (0: not linked).
@@ -197,5 +201,70 @@ func TestSyncSourceProfileLeavesProviderSources(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A long list of people is read in parts side by side: the same people, in the same order, with
+// the same counts as one read; Limit gives the first ones.
+func TestProfilesLongListInParts(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	n := 2*profileChunk + 77
+	err := s.WriteTx(ctx, func(tx *sql.Tx) error {
+		src, err := s.CreateSource(ctx, tx, NewSource{Kind: KindManual, Name: "f"})
+		if err != nil {
+			return err
+		}
+		w, err := s.NewWriter(ctx, tx, src, false)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		for i := 1; i <= n; i++ {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO profiles(id, name, created_at, updated_at) VALUES (?, ?, 'x', 'x')`, i*3, fmt.Sprint("P", i)); err != nil {
+				return err
+			}
+			pid := int64(i * 3)
+			raw := obs(fmt.Sprint("o", i), fmt.Sprintf("2020-01-%02d", 1+i%28), "2339-0", "Glucose", "laboratory")
+			ix, err := fhir.IndexResource([]byte(raw))
+			if err != nil {
+				return err
+			}
+			for k := 0; k < i%3; k++ {
+				ix.ID = fmt.Sprint("o", i, "-", k)
+				if _, err := w.Put(ctx, Row{Type: ix.Type, ID: ix.ID, Raw: raw, Index: ix, ProfileID: &pid}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := ProfileQuery{Today: "2026-12-07", Counts: true}
+	all, err := s.readProfiles(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := s.readProfileRange(ctx, q, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != n || !reflect.DeepEqual(all, one) {
+		t.Fatalf("in parts: %d people, one read: %d; the lists differ", len(all), len(one))
+	}
+	for i, p := range all {
+		if p.ID != int64(3*(i+1)) || p.ResourceCount != (i+1)%3 || p.Counts["Observation"] != (i+1)%3 {
+			t.Fatalf("person %d: %+v", i, p)
+		}
+	}
+	first, err := s.Profiles(ctx, ProfileQuery{Today: "2026-12-07", Limit: 24})
+	if err != nil || len(first) != 24 || first[23].ID != 72 {
+		t.Fatalf("Limit 24: %d people, last %+v, %v", len(first), first[len(first)-1], err)
+	}
+	long, err := s.Profiles(ctx, ProfileQuery{Today: "2026-12-07", Limit: profileChunk + 5})
+	if err != nil || len(long) != profileChunk+5 || long[len(long)-1].ID != int64(3*(profileChunk+5)) {
+		t.Fatalf("Limit %d: %d people, %v", profileChunk+5, len(long), err)
 	}
 }
