@@ -165,6 +165,8 @@ func BenchmarkScale(b *testing.B) {
 				{"people-cold", "/profiles"},
 				{"people-counts", "/profiles?counts=true"},
 				{"people-counts-cold", "/profiles?counts=true"},
+				// What the household page asks for: its first 24 people with their counts.
+				{"people-household-cold", "/profiles?counts=true&limit=24"},
 				{"summary-person-cold", fmt.Sprintf("/summary?profile=%d", p)},
 				{"sources", "/sources"},
 				{"sources-person", "/sources?profile=" + strconv.FormatInt(p, 10)},
