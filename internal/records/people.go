@@ -31,7 +31,8 @@ type Profile struct {
 	CreatedAt string  `json:"created_at"`
 	UpdatedAt string  `json:"updated_at"`
 	// ResourceCount is how many records are this person's; SourceCount how many sources hold
-	// some; LastActivity the newest clinical date among them (not in the future).
+	// some; LastActivity the newest clinical date among them (not in the future), with Counts
+	// and for one person only (null in the plain list).
 	ResourceCount int            `json:"resource_count"`
 	SourceCount   int            `json:"source_count"`
 	LastActivity  *string        `json:"last_activity"`
@@ -202,9 +203,16 @@ func (s *Store) readProfileRange(ctx context.Context, q ProfileQuery, lo, hi int
 	if q.Limit > 0 {
 		limit = fmt.Sprintf(" LIMIT %d", q.Limit)
 	}
+	// The last activity is a seek in resources_profile per person: 60% of reading 3,481 people
+	// right after a write. It is for the people's cards (Counts) and one person's page (ID); the
+	// plain list (every page's person switcher) leaves it null.
+	last := `(SELECT max(r.sort_date) FROM resources r INDEXED BY resources_profile WHERE r.profile_id = p.id AND r.sort_date <= ?1)`
+	if !q.Counts && q.ID == 0 {
+		last = `(SELECT NULL WHERE ?1 IS NULL)`
+	}
 	rows, err := s.db.Read.QueryContext(ctx, `SELECT `+profileCols+`,
 		coalesce((SELECT sum(c.n) FROM resource_counts c WHERE c.profile_id = p.id), 0),
-		(SELECT max(r.sort_date) FROM resources r INDEXED BY resources_profile WHERE r.profile_id = p.id AND r.sort_date <= ?1),
+		`+last+`,
 		(SELECT count(*) FROM sources s WHERE s.profile_id = p.id
 			OR EXISTS (SELECT 1 FROM source_patients sp WHERE sp.source_id = s.id AND sp.profile_id = p.id)),
 		`+types+`
