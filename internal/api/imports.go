@@ -9,7 +9,6 @@ import (
 	"mime"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -126,18 +125,6 @@ func (c *countingBody) Read(p []byte) (int, error) {
 	c.n += int64(n)
 	c.fn(c.n)
 	return n, err
-}
-
-// safeName keeps the base of an uploaded file's name, for messages only (never a path).
-func safeName(name string) string {
-	name = filepath.Base(strings.ReplaceAll(name, `\`, "/"))
-	if name == "." || name == "/" || name == "" {
-		return "upload"
-	}
-	if len(name) > 200 {
-		name = name[:200]
-	}
-	return name
 }
 
 func (s *Server) postImport(w http.ResponseWriter, r *http.Request) {
@@ -264,7 +251,7 @@ func (s *Server) postImport(w http.ResponseWriter, r *http.Request) {
 				s.fail(w, r, err)
 				return
 			}
-			inputs = append(inputs, importer.Input{Name: safeName(part.FileName()), Path: f.Name()})
+			inputs = append(inputs, importer.Input{Name: httpkit.FileName(part.FileName(), "upload"), Path: f.Name()})
 			_, err = io.Copy(f, part)
 			if cerr := f.Close(); err == nil {
 				err = cerr

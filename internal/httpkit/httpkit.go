@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 )
 
@@ -293,4 +294,17 @@ func CheckDuplicateKeys(data []byte) error {
 		return err
 	}
 	return walk(0)
+}
+
+// FileName keeps the base of an uploaded file's name (the browser's, which may carry a path),
+// for messages only, never to open anything; fallback when it has none.
+func FileName(name, fallback string) string {
+	name = filepath.Base(strings.ReplaceAll(name, `\`, "/"))
+	if name == "." || name == "/" || name == "" {
+		return fallback
+	}
+	if len(name) > 200 {
+		name = name[:200]
+	}
+	return name
 }

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -295,7 +294,7 @@ func (s *Service) postRestore(w http.ResponseWriter, r *http.Request) {
 			part.Close()
 			continue
 		}
-		p, err := s.Prepare(r.Context(), part, safeName(part.FileName()))
+		p, err := s.Prepare(r.Context(), part, httpkit.FileName(part.FileName(), "the backup"))
 		part.Close()
 		if err != nil {
 			httpkit.Fail(w, r, s.opt.Log, err)
@@ -304,16 +303,4 @@ func (s *Service) postRestore(w http.ResponseWriter, r *http.Request) {
 		httpkit.WriteJSON(w, http.StatusCreated, p)
 		return
 	}
-}
-
-// safeName keeps the base of an uploaded file's name, for messages only (never a path).
-func safeName(name string) string {
-	name = filepath.Base(strings.ReplaceAll(name, `\`, "/"))
-	if name == "." || name == "/" || name == "" {
-		return "the backup"
-	}
-	if len(name) > 200 {
-		name = name[:200]
-	}
-	return name
 }
