@@ -73,10 +73,20 @@ func NewService(opt ServiceOptions) *Service {
 
 // Prepare checks a backup read from r (named name) and keeps it waiting for confirmation.
 func (s *Service) Prepare(ctx context.Context, r io.Reader, name string) (Pending, error) {
+	return s.keep(func() (*Prepared, error) { return Prepare(ctx, r, name, s.opt.Dir) })
+}
+
+// PrepareFile is Prepare for a file on this computer (the command line).
+func (s *Service) PrepareFile(ctx context.Context, path string) (Pending, error) {
+	return s.keep(func() (*Prepared, error) { return PrepareFile(ctx, path, s.opt.Dir) })
+}
+
+// keep prepares a copy in the spool and keeps it waiting, discarding the one waiting before.
+func (s *Service) keep(prepare func() (*Prepared, error)) (Pending, error) {
 	if err := os.MkdirAll(s.opt.Dir, 0o700); err != nil {
 		return Pending{}, fmt.Errorf("restore: %w", err)
 	}
-	p, err := Prepare(ctx, r, name, s.opt.Dir)
+	p, err := prepare()
 	if err != nil {
 		return Pending{}, err
 	}
@@ -92,19 +102,6 @@ func (s *Service) Prepare(ctx context.Context, r io.Reader, name string) (Pendin
 	}
 	s.opt.Log.Info("backup checked, waiting for confirmation", "records", p.Summary.Total, "people", len(p.Summary.People))
 	return Pending{ID: id, Summary: p.Summary}, nil
-}
-
-// PrepareFile is Prepare for a file on this computer (the command line).
-func (s *Service) PrepareFile(ctx context.Context, path string) (Pending, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Pending{}, fmt.Errorf("restore: %w", err)
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.IsDir() {
-		return Pending{}, fmt.Errorf("restore: %s is a folder; choose a backup file", path)
-	}
-	return s.Prepare(ctx, f, filepath.Base(path))
 }
 
 // Get returns the waiting restore id.
