@@ -377,10 +377,12 @@ func Explain(err error) error {
 
 // IntegrityCheck runs PRAGMA integrity_check and returns nil when it says "ok".
 func (d *DB) IntegrityCheck(ctx context.Context) error {
-	return integrityCheck(ctx, d.Write)
+	return CheckIntegrity(ctx, d.Write)
 }
 
-func integrityCheck(ctx context.Context, q interface {
+// CheckIntegrity runs PRAGMA integrity_check through q (any database, such as a backup being
+// restored) and returns nil when it says "ok"; else the first problems it names.
+func CheckIntegrity(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }) error {
 	rows, err := q.QueryContext(ctx, "PRAGMA integrity_check")
@@ -389,18 +391,27 @@ func integrityCheck(ctx context.Context, q interface {
 	}
 	defer rows.Close()
 	var msgs []string
+	n := 0
 	for rows.Next() {
 		var s string
 		if err := rows.Scan(&s); err != nil {
-			return err
+			return Explain(err)
 		}
-		msgs = append(msgs, s)
+		if s == "ok" {
+			continue
+		}
+		if n++; n <= 3 {
+			msgs = append(msgs, s)
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return err
+		return Explain(err)
 	}
-	if len(msgs) == 1 && msgs[0] == "ok" {
+	if n == 0 {
 		return nil
+	}
+	if n > 3 {
+		msgs = append(msgs, fmt.Sprintf("and %d more", n-3))
 	}
 	return fmt.Errorf("integrity check failed: %s", strings.Join(msgs, "; "))
 }
@@ -449,7 +460,7 @@ func BackupOn(ctx context.Context, q interface {
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	err = integrityCheck(ctx, chk)
+	err = CheckIntegrity(ctx, chk)
 	chk.Close()
 	if err != nil {
 		return fmt.Errorf("backup copy: %w", err)

@@ -116,7 +116,7 @@ func TestIssue14_1_BackupIsPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer chk.Close()
-	if err := integrityCheck(context.Background(), chk); err != nil {
+	if err := CheckIntegrity(context.Background(), chk); err != nil {
 		t.Fatal(err)
 	}
 	// The live database, its WAL and shared memory file are private as well.

@@ -177,26 +177,8 @@ func check(ctx context.Context, path, name string) (int, error) {
 	if version > db.SchemaVersion() {
 		return 0, fmt.Errorf("%w: %s has schema %d, this app knows %d; update Fasten Desktop, then restore it", ErrNewer, name, version, db.SchemaVersion())
 	}
-	rows, err := c.QueryContext(ctx, "PRAGMA integrity_check")
-	if err != nil {
-		return 0, damaged(err)
-	}
-	defer rows.Close()
-	var problems []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return 0, damaged(err)
-		}
-		if s != "ok" && len(problems) < 3 {
-			problems = append(problems, s)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return 0, damaged(err)
-	}
-	if len(problems) > 0 {
-		return 0, fmt.Errorf("%w: %s failed its integrity check (%s); nothing was changed. Try another copy", ErrDamaged, name, problems[0])
+	if err := db.CheckIntegrity(ctx, c); err != nil {
+		return 0, fmt.Errorf("%w: %s did not pass its check (%v); nothing was changed. Try another copy", ErrDamaged, name, err)
 	}
 	return version, nil
 }
