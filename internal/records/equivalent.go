@@ -10,14 +10,21 @@ var equivalentCodes = [][]string{
 	{"http://loinc.org|85354-9", "http://loinc.org|55284-4"},
 }
 
+// canonical maps every code of a group to the group's first code.
+var canonical = func() map[string]string {
+	m := map[string]string{}
+	for _, g := range equivalentCodes {
+		for _, c := range g {
+			m[c] = g[0]
+		}
+	}
+	return m
+}()
+
 // canonicalCode maps a system|code to the first code of its group, or returns it as it is.
 func canonicalCode(c string) string {
-	for _, g := range equivalentCodes {
-		for _, e := range g[1:] {
-			if c == e {
-				return g[0]
-			}
-		}
+	if g, ok := canonical[c]; ok {
+		return g
 	}
 	return c
 }
@@ -53,8 +60,8 @@ func mergeEquivalent(items []Item, codes []string) []Item {
 	best := map[key]int{}
 	drop := make([]bool, len(items))
 	for i, it := range items {
-		canon := canonicalCode(codes[i])
-		if canon == codes[i] && !isGrouped(canon) {
+		canon, grouped := canonical[codes[i]]
+		if !grouped {
 			continue
 		}
 		var p int64
@@ -81,13 +88,4 @@ func mergeEquivalent(items []Item, codes []string) []Item {
 		}
 	}
 	return out
-}
-
-func isGrouped(c string) bool {
-	for _, g := range equivalentCodes {
-		if g[0] == c {
-			return true
-		}
-	}
-	return false
 }
